@@ -1,0 +1,1 @@
+//! The long-lived process that runs queued executions in sandboxes.

@@ -1,0 +1,1 @@
+//! Centaur function: agent-executions.

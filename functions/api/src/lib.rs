@@ -1,0 +1,1 @@
+//! All Centaur functions on one port (8000).

@@ -1,0 +1,1 @@
+//! The program inside a sandbox: the stdin/stdout protocol and the harness drivers.

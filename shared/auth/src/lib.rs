@@ -1,0 +1,6 @@
+//! Authentication primitives: API keys (generation, hashing, scopes) and `sbx1.` sandbox
+//! tokens. Pure functions; looking keys up in Postgres is `centaur-store`'s job.
+
+pub mod sandbox_token;
+
+pub use sandbox_token::{SandboxClaims, SandboxTokenError};

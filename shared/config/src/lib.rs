@@ -1,0 +1,14 @@
+//! Typed configuration parsed once at start-up from the environment.
+//!
+//! Every reader takes an [`Env`], built from the process environment in `main` and from a
+//! map in tests, so nothing calls `std::env::set_var`. A missing or malformed value is a
+//! [`ConfigError`] that names the variable.
+
+pub mod common;
+pub mod dispatcher;
+pub mod env;
+
+pub use common::{
+    AuthConfig, DatabaseConfig, QueueBackend, QueueConfig, SandboxBackendKind, SandboxConfig,
+};
+pub use env::{ConfigError, Env};

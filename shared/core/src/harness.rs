@@ -1,0 +1,130 @@
+//! The agent harnesses a sandbox can run.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An agent harness. `Echo` needs no model and exists for plumbing checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Harness {
+    Codex,
+    Amp,
+    ClaudeCode,
+    PiMono,
+    Echo,
+}
+
+/// The harness name was not one of the allowed names or aliases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown harness '{0}'; allowed: codex, amp, claude-code, pi-mono, echo")]
+pub struct UnknownHarness(pub String);
+
+/// Where a harness's model credential is bound in iron-proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialBinding {
+    /// Secret name, which is also the placeholder value the sandbox sees.
+    pub secret: &'static str,
+    /// The only upstream host the secret is injected for.
+    pub host: &'static str,
+    /// The header the proxy rewrites.
+    pub header: &'static str,
+}
+
+impl Harness {
+    /// Every harness, in display order.
+    pub const ALL: [Harness; 5] = [
+        Harness::Codex,
+        Harness::Amp,
+        Harness::ClaudeCode,
+        Harness::PiMono,
+        Harness::Echo,
+    ];
+
+    /// The canonical name used in the API, the database and pod labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Harness::Codex => "codex",
+            Harness::Amp => "amp",
+            Harness::ClaudeCode => "claude-code",
+            Harness::PiMono => "pi-mono",
+            Harness::Echo => "echo",
+        }
+    }
+
+    /// The iron-proxy credential binding this harness needs (none for `echo`).
+    pub fn credential_binding(self) -> Option<CredentialBinding> {
+        match self {
+            Harness::Codex => Some(CredentialBinding {
+                secret: "OPENAI_API_KEY",
+                host: "api.openai.com",
+                header: "Authorization",
+            }),
+            Harness::Amp => Some(CredentialBinding {
+                secret: "AMP_API_KEY",
+                host: "ampcode.com",
+                header: "Authorization",
+            }),
+            Harness::ClaudeCode | Harness::PiMono => Some(CredentialBinding {
+                secret: "ANTHROPIC_API_KEY",
+                host: "api.anthropic.com",
+                header: "X-Api-Key",
+            }),
+            Harness::Echo => None,
+        }
+    }
+}
+
+impl FromStr for Harness {
+    type Err = UnknownHarness;
+
+    /// Accepts canonical names and the aliases `claude` and `pi`, case-insensitively.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "codex" => Ok(Harness::Codex),
+            "amp" => Ok(Harness::Amp),
+            "claude-code" | "claude" => Ok(Harness::ClaudeCode),
+            "pi-mono" | "pi" => Ok(Harness::PiMono),
+            "echo" => Ok(Harness::Echo),
+            _ => Err(UnknownHarness(raw.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Harness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_resolve_to_canonical_harnesses() {
+        assert_eq!("claude".parse::<Harness>(), Ok(Harness::ClaudeCode));
+        assert_eq!("pi".parse::<Harness>(), Ok(Harness::PiMono));
+        assert_eq!("CODEX".parse::<Harness>(), Ok(Harness::Codex));
+    }
+
+    #[test]
+    fn unknown_harness_names_are_refused() {
+        assert!("gpt".parse::<Harness>().is_err());
+    }
+
+    #[test]
+    fn canonical_names_round_trip() {
+        for harness in Harness::ALL {
+            assert_eq!(harness.as_str().parse::<Harness>(), Ok(harness));
+        }
+    }
+
+    #[test]
+    fn claude_code_and_pi_mono_share_the_anthropic_binding() {
+        let claude = Harness::ClaudeCode.credential_binding();
+        assert_eq!(claude, Harness::PiMono.credential_binding());
+        assert_eq!(claude.map(|b| b.header), Some("X-Api-Key"));
+        assert_eq!(Harness::Echo.credential_binding(), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! Wire types of the sandbox protocol.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One content block of a turn (`{"type":"text","text":…}`; other types pass through).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentBlock {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// The user message of a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnMessage {
+    pub role: String,
+    pub content: Vec<ContentBlock>,
+}
+
+impl TurnMessage {
+    /// The text blocks joined by blank lines: what a text-only harness receives.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|block| block.text.as_deref())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
+/// A line the dispatcher writes to the sandbox's stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SandboxInput {
+    /// Run one turn.
+    User {
+        message: TurnMessage,
+        thread_key: String,
+        execution_id: String,
+        /// The harness's own session id from the previous turn, to resume it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_thread_id: Option<String>,
+    },
+    /// Replay `execution_id`'s events after `after_seq` (sent after a re-attach).
+    Resume {
+        execution_id: String,
+        after_seq: u64,
+    },
+    /// Stop the running turn of `execution_id`.
+    Interrupt { execution_id: String },
+}
+
+/// Whether a turn succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStatus {
+    Ok,
+    Error,
+}
+
+/// The shared event vocabulary every harness's native output is normalised into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum HarnessEvent {
+    /// The sandbox accepted the turn and started the harness.
+    #[serde(rename = "turn.started")]
+    TurnStarted { harness: String },
+    /// A piece of streamed assistant text.
+    #[serde(rename = "assistant.delta")]
+    AssistantDelta { text: String },
+    /// A complete assistant message.
+    #[serde(rename = "assistant.message")]
+    AssistantMessage { text: String },
+    /// The agent called a tool.
+    #[serde(rename = "tool.call")]
+    ToolCall {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    /// A tool returned.
+    #[serde(rename = "tool.result")]
+    ToolResult {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        output: Value,
+        #[serde(default)]
+        is_error: bool,
+    },
+    /// The agent ran a shell command.
+    #[serde(rename = "command")]
+    Command {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
+    /// Token usage reported by the model.
+    #[serde(rename = "usage")]
+    Usage {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+    },
+    /// Something went wrong; `kind` classifies it (`cli_missing`, `auth`, `upstream`,
+    /// `crash`, `malformed_output`, `interrupted`, …).
+    #[serde(rename = "error")]
+    Error { kind: String, message: String },
+    /// The harness is alive but has nothing to say (keeps the silence deadline away).
+    #[serde(rename = "heartbeat")]
+    Heartbeat,
+    /// The end of the turn: exactly one per turn.
+    #[serde(rename = "turn.done")]
+    TurnDone {
+        status: TurnStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result_text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_thread_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Answer to `resume` for a turn this sandbox never received.
+    #[serde(rename = "turn.unknown")]
+    TurnUnknown,
+}
+
+impl HarnessEvent {
+    /// True for the end-of-turn event.
+    pub fn is_turn_done(&self) -> bool {
+        matches!(self, HarnessEvent::TurnDone { .. })
+    }
+}
+
+/// A line the sandbox writes to stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxOutput {
+    pub execution_id: String,
+    /// 1-based, per execution; `0` for `turn.unknown`.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: HarnessEvent,
+}
+
+/// A protocol line could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed protocol line: {0}")]
+pub struct ProtocolError(#[from] serde_json::Error);
+
+impl SandboxInput {
+    /// Parses one stdin line.
+    pub fn parse(line: &str) -> Result<Self, ProtocolError> {
+        Ok(serde_json::from_str(line)?)
+    }
+
+    /// Serialises to one line (no trailing newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl SandboxOutput {
+    /// Parses one stdout line.
+    pub fn parse(line: &str) -> Result<Self, ProtocolError> {
+        Ok(serde_json::from_str(line)?)
+    }
+
+    /// Serialises to one line (no trailing newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_line_has_the_documented_shape() {
+        let line = r#"{"type":"user","message":{"role":"user","content":[{"type":"text","text":"hi"}]},"thread_key":"t","execution_id":"exe_0123456789abcdef"}"#;
+        let parsed = SandboxInput::parse(line).expect("parses");
+        match &parsed {
+            SandboxInput::User { message, .. } => assert_eq!(message.text(), "hi"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            SandboxInput::parse(&parsed.to_line()).expect("round trip"),
+            parsed
+        );
+    }
+
+    #[test]
+    fn turn_done_serialises_flat_with_execution_and_seq() {
+        let out = SandboxOutput {
+            execution_id: "exe_0123456789abcdef".into(),
+            seq: 3,
+            event: HarnessEvent::TurnDone {
+                status: TurnStatus::Ok,
+                result_text: Some("PONG".into()),
+                agent_thread_id: None,
+                error: None,
+            },
+        };
+        let value: Value = serde_json::from_str(&out.to_line()).expect("json");
+        assert_eq!(value["type"], "turn.done");
+        assert_eq!(value["status"], "ok");
+        assert_eq!(value["seq"], 3);
+        assert_eq!(
+            SandboxOutput::parse(&out.to_line()).expect("round trip"),
+            out
+        );
+    }
+
+    #[test]
+    fn garbage_lines_are_protocol_errors() {
+        assert!(SandboxOutput::parse("not json").is_err());
+        assert!(SandboxInput::parse(r#"{"type":"nope"}"#).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! API keys: create, list, revoke, look up by hash, bootstrap service keys.

@@ -1,0 +1,19 @@
+//! Postgres repositories. Every state change is one conditional UPDATE whose zero-row
+//! result means another writer won; transitions append their `execution_state` event in
+//! the same transaction. No transaction stays open across a turn.
+
+pub mod api_keys;
+pub mod assignments;
+pub mod dispatch;
+pub mod error;
+pub mod events;
+pub mod executions;
+pub mod messages;
+pub mod migrate;
+pub mod outbox;
+pub mod sessions;
+pub mod warm;
+
+pub use error::StoreError;
+pub use migrate::{connect, MIGRATOR};
+pub use sqlx::PgPool;

@@ -1,0 +1,1 @@
+//! Tracing and Prometheus metrics set-up.

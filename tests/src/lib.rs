@@ -1,0 +1,1 @@
+//! Cross-crate integration and end-to-end tests, and the benchmarks.
