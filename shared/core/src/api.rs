@@ -162,3 +162,12 @@ pub struct ErrorBody {
     pub code: String,
     pub message: String,
 }
+
+/// One HTTP route a function serves: the method and the path template (`{id}` segments).
+/// Each function crate exports `pub const ROUTES: &[Route]`; the AWS template and the
+/// Helm chart are checked against these lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+}

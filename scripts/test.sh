@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, the Rust tests (real Postgres, moto SQS,
+# real HTTP between processes) and the Helm chart tests (real Helm via helm-python-sdk).
+# Installs and starts what it needs on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_postgres
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate)"
+python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "building binaries used by the cross-process tests"
+cargo build --workspace --bins
+
+step "Rust tests"
+cargo nextest run --workspace --no-fail-fast
+
+step "Helm chart tests"
+python3 -m pytest tests/chart -q

@@ -1,0 +1,203 @@
+//! The whole control plane on the embedded defaults, as real processes: `api` and one or
+//! more `dispatcher`s (local sandboxes, Postgres queue) on a fresh database.
+
+use crate::binaries::binary;
+use crate::client::ApiClient;
+use crate::database::TestDatabase;
+use crate::process::ChildProcess;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The signing key every test stack uses (tests only).
+pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789abcdef";
+/// The Slackbot service key every test stack bootstraps (tests only).
+pub const TEST_SLACKBOT_KEY: &str = "cnt_test_slackbot_key_0123456789abcdef";
+
+/// How to start a [`Stack`].
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Dispatchers started with the stack.
+    pub dispatchers: usize,
+    /// `EXECUTION_LEASE_S`: short, so a killed dispatcher's lease expires quickly.
+    pub lease_secs: u64,
+    /// Extra environment for every process (overrides the defaults).
+    pub extra_env: BTreeMap<String, String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            dispatchers: 1,
+            lease_secs: 3,
+            extra_env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A running control plane.
+pub struct Stack {
+    /// The database all processes share.
+    pub database: TestDatabase,
+    /// Base URL of the `api` process.
+    pub api_url: String,
+    api: ChildProcess,
+    dispatchers: Vec<ChildProcess>,
+    base_env: BTreeMap<String, String>,
+    work_dir: PathBuf,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{url} did not answer 200 within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Stack {
+    /// Creates a database and starts `api` and the dispatchers, waiting until all are ready.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let database = TestDatabase::create().await?;
+        let work_dir = std::env::temp_dir().join(format!(
+            "centaur-stack-{}",
+            database.url.rsplit('/').next().unwrap_or("db")
+        ));
+        std::fs::create_dir_all(work_dir.join("sandboxes"))?;
+        let api_port = free_port()?;
+        let api_url = format!("http://127.0.0.1:{api_port}");
+        let mut base_env: BTreeMap<String, String> = [
+            ("DATABASE_URL", database.url.as_str()),
+            ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
+            ("SLACKBOT_API_KEY", TEST_SLACKBOT_KEY),
+            ("CENTAUR_DEFAULT_HARNESS", "echo"),
+            ("QUEUE_BACKEND", "postgres"),
+            ("SANDBOX_BACKEND", "local"),
+            ("CENTAUR_API_URL", api_url.as_str()),
+            ("RUST_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        base_env.insert("EXECUTION_LEASE_S".into(), options.lease_secs.to_string());
+        base_env.insert(
+            "SANDBOX_COMMAND".into(),
+            binary("sandbox").display().to_string(),
+        );
+        base_env.insert(
+            "SANDBOX_STATE_DIR".into(),
+            work_dir.join("sandboxes").display().to_string(),
+        );
+        base_env.extend(options.extra_env.clone());
+
+        let mut api_env = base_env.clone();
+        api_env.insert("PORT".into(), api_port.to_string());
+        let api = ChildProcess::spawn("api", &binary("api"), &[], &api_env, &work_dir)?;
+        let mut stack = Self {
+            database,
+            api_url,
+            api,
+            dispatchers: Vec::new(),
+            base_env,
+            work_dir,
+        };
+        let ready = format!("{}/health/ready", stack.api_url);
+        if let Err(err) = wait_http_ok(&ready, Duration::from_secs(30)).await {
+            anyhow::bail!("{err}\n{}", stack.api.log_tail(40));
+        }
+        for _ in 0..options.dispatchers {
+            stack.start_dispatcher().await?;
+        }
+        Ok(stack)
+    }
+
+    /// Starts one more dispatcher and waits for its `/readyz`.
+    pub async fn start_dispatcher(&mut self) -> anyhow::Result<()> {
+        let index = self.dispatchers.len();
+        let port = free_port()?;
+        let mut env = self.base_env.clone();
+        env.insert("DISPATCHER_PORT".into(), port.to_string());
+        env.insert("DISPATCHER_WORKER_ID".into(), format!("dispatcher-{index}"));
+        let name = format!("dispatcher-{index}");
+        let process = ChildProcess::spawn(&name, &binary("dispatcher"), &[], &env, &self.work_dir)?;
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        let outcome = wait_http_ok(&ready, Duration::from_secs(30)).await;
+        let tail = process.log_tail(40);
+        self.dispatchers.push(process);
+        outcome.map_err(|err| anyhow::anyhow!("{err}\n{tail}"))
+    }
+
+    /// The dispatcher started `index`-th.
+    pub fn dispatcher(&mut self, index: usize) -> &mut ChildProcess {
+        &mut self.dispatchers[index]
+    }
+
+    /// The `api` process.
+    pub fn api(&self) -> &ChildProcess {
+        &self.api
+    }
+
+    /// A client for the API (local operator: no key).
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.api_url)
+    }
+
+    /// Recent output of every process, for failure messages.
+    pub fn logs(&self) -> String {
+        std::iter::once(&self.api)
+            .chain(&self.dispatchers)
+            .map(|process| process.log_tail(60))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops every process and sandbox and drops the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_all();
+        self.database.drop_database().await
+    }
+
+    fn kill_all(&mut self) {
+        for dispatcher in &mut self.dispatchers {
+            dispatcher.sigkill();
+        }
+        self.api.sigkill();
+        kill_local_sandboxes(&self.work_dir.join("sandboxes"));
+    }
+}
+
+/// Kills sandbox processes the local backend left in `state_dir` (they are detached from
+/// the dispatcher on purpose, so a dispatcher crash does not kill them).
+fn kill_local_sandboxes(state_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", pid.trim()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}

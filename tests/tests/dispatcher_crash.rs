@@ -1,0 +1,103 @@
+//! Crash safety: a dispatcher SIGKILLed mid-turn loses nothing and runs nothing twice.
+//! The next dispatcher reclaims the expired lease, re-attaches to the still-running local
+//! sandbox, replays the events it missed, and finishes the execution exactly once.
+#![allow(clippy::unwrap_used)]
+
+use centaur_tests::{Stack, StackOptions};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+async fn wait_for_harness_event(stack: &Stack, execution_id: &str, kind: &str) {
+    let client = stack.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let execution = client.execution(execution_id).await.unwrap();
+        let seen = execution["events"].as_array().unwrap().iter().any(|event| {
+            event["event_kind"] == "harness_event" && event["event_json"]["type"] == kind
+        });
+        if seen {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {kind} event\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(events: &[Value], predicate: impl Fn(&Value) -> bool) -> usize {
+    events.iter().filter(|event| predicate(event)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_one() {
+    let mut stack = Stack::start(StackOptions::default()).await.unwrap();
+    let client = stack.client();
+    let execution_id = client
+        .turn("crash-thread", "@sleep 4000\nsurvive the crash")
+        .await
+        .unwrap();
+    wait_for_harness_event(&stack, &execution_id, "turn.started").await;
+
+    stack.dispatcher(0).sigkill();
+    stack.start_dispatcher().await.unwrap();
+    let execution = client
+        .wait_terminal(&execution_id, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
+
+    assert_eq!(execution["status"], "completed", "{execution}\n{}", stack.logs());
+    assert_eq!(execution["result_text"], "survive the crash");
+    let events = execution["events"].as_array().unwrap();
+    let completed_states = count(events, |e| {
+        e["event_kind"] == "execution_state" && e["event_json"]["status"] == "completed"
+    });
+    let turns_started = count(events, |e| {
+        e["event_kind"] == "harness_event" && e["event_json"]["type"] == "turn.started"
+    });
+    let turns_done = count(events, |e| {
+        e["event_kind"] == "harness_event" && e["event_json"]["type"] == "turn.done"
+    });
+    assert_eq!(completed_states, 1, "finished more than once: {events:?}");
+    assert_eq!(turns_started, 1, "the turn ran twice: {events:?}");
+    assert_eq!(turns_done, 1, "{events:?}");
+    let mut seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event_kind"] == "harness_event")
+        .filter_map(|e| e["event_json"]["seq"].as_u64())
+        .collect();
+    let stored = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), stored, "a replayed event was stored twice: {events:?}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost() {
+    let mut stack = Stack::start(StackOptions::default()).await.unwrap();
+    let client = stack.client();
+    let execution_id = client
+        .turn("crash-lost", "@sleep 4000\nnever answered")
+        .await
+        .unwrap();
+    wait_for_harness_event(&stack, &execution_id, "turn.started").await;
+
+    stack.dispatcher(0).sigkill();
+    let execution = client.execution(&execution_id).await.unwrap();
+    let sandbox_id = execution["sandbox_id"].as_str().unwrap().to_owned();
+    let pid_file = std::env::temp_dir()
+        .join(format!("centaur-stack-{}", stack.database.url.rsplit('/').next().unwrap()))
+        .join("sandboxes")
+        .join(&sandbox_id)
+        .join("pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    stack.start_dispatcher().await.unwrap();
+
+    let execution = client
+        .wait_terminal(&execution_id, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
+    assert_eq!(execution["status"], "failed_permanent", "{execution}");
+    assert_eq!(execution["terminal_reason"], "sandbox_lost");
+    assert!(execution["error_text"].as_str().unwrap().contains(&sandbox_id), "{execution}");
+    stack.stop().await.unwrap();
+}
