@@ -5,9 +5,14 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod postgres;
+pub mod sqs;
+
+pub use postgres::PostgresQueue;
+pub use sqs::SqsQueue;
 
 /// What a queue message carries: a pointer, never the turn itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,4 +71,20 @@ pub trait Queue: Send + Sync {
 
     /// A short name for logs and metrics: `postgres` or `sqs`.
     fn backend_name(&self) -> &'static str;
+}
+
+/// Builds the queue `config` selects.
+pub async fn from_config(
+    config: &centaur_config::QueueConfig,
+    pool: sqlx::PgPool,
+) -> Result<Arc<dyn Queue>, QueueError> {
+    match &config.backend {
+        centaur_config::QueueBackend::Postgres => Ok(Arc::new(PostgresQueue::new(pool))),
+        centaur_config::QueueBackend::Sqs {
+            queue_url,
+            endpoint_url,
+        } => Ok(Arc::new(
+            sqs::SqsQueue::connect(queue_url, endpoint_url.as_deref()).await?,
+        )),
+    }
 }

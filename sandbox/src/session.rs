@@ -1,0 +1,199 @@
+//! One sandbox session: runs one turn at a time, never the same execution twice, and
+//! handles `resume` and `interrupt`.
+
+use crate::harnesses::{HarnessDriver, Turn, TurnEvents, TurnResult};
+use crate::output::Output;
+use centaur_harness::{HarnessEvent, SandboxInput, TurnStatus};
+use std::sync::Arc;
+use tokio::sync::{oneshot, Mutex};
+use tokio::task::JoinHandle;
+
+struct RunningTurn {
+    execution_id: String,
+    interrupt: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// The sandbox's state: its harness driver, the event output, the running turn.
+pub struct Session {
+    harness: String,
+    driver: Option<Arc<dyn HarnessDriver>>,
+    output: Arc<Output>,
+    running: Mutex<Option<RunningTurn>>,
+}
+
+impl Session {
+    /// A session for `harness` (whose driver may be missing: turns then fail clearly).
+    pub fn new(harness: &str, driver: Option<Arc<dyn HarnessDriver>>, output: Arc<Output>) -> Self {
+        Self {
+            harness: harness.to_owned(),
+            driver,
+            output,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The session's output (for transports that attach sinks).
+    pub fn output(&self) -> &Arc<Output> {
+        &self.output
+    }
+
+    /// True while a turn is running.
+    pub async fn is_busy(&self) -> bool {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|running| !running.task.is_finished())
+    }
+
+    /// Handles one input line. Malformed lines are logged (stderr) and ignored: they carry
+    /// no execution id to report against.
+    pub async fn handle_line(&self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        match SandboxInput::parse(line) {
+            Ok(input) => self.handle(input).await,
+            Err(err) => tracing::warn!(%err, "ignoring malformed input line"),
+        }
+    }
+
+    /// Handles one parsed input.
+    pub async fn handle(&self, input: SandboxInput) {
+        match input {
+            SandboxInput::User {
+                message,
+                thread_key,
+                execution_id,
+                agent_thread_id,
+            } => {
+                let turn = Turn {
+                    execution_id,
+                    thread_key,
+                    message,
+                    agent_thread_id,
+                };
+                self.start_turn(turn).await;
+            }
+            SandboxInput::Resume {
+                execution_id,
+                after_seq,
+            } => self.output.replay(&execution_id, after_seq).await,
+            SandboxInput::Interrupt { execution_id } => self.interrupt(&execution_id).await,
+        }
+    }
+
+    async fn start_turn(&self, turn: Turn) {
+        let mut running = self.running.lock().await;
+        if let Some(current) = running.as_ref().filter(|r| !r.task.is_finished()) {
+            if current.execution_id != turn.execution_id {
+                let events = TurnEvents::new(self.output.clone(), &turn.execution_id);
+                let busy = format!(
+                    "sandbox is busy with execution {}; turns must be sent one at a time",
+                    current.execution_id
+                );
+                events
+                    .emit(HarnessEvent::Error {
+                        kind: "busy".into(),
+                        message: busy.clone(),
+                    })
+                    .await;
+                emit_done(&events, TurnResult::failed(busy)).await;
+            }
+            return;
+        }
+        if self.output.knows(&turn.execution_id).await {
+            tracing::warn!(execution_id = %turn.execution_id, "turn already received; not running it twice");
+            return;
+        }
+        let (interrupt_tx, interrupt_rx) = oneshot::channel();
+        let events = TurnEvents::new(self.output.clone(), &turn.execution_id);
+        let execution_id = turn.execution_id.clone();
+        let task = tokio::spawn(run_turn(
+            self.harness.clone(),
+            self.driver.clone(),
+            turn,
+            events,
+            interrupt_rx,
+        ));
+        *running = Some(RunningTurn {
+            execution_id,
+            interrupt: Some(interrupt_tx),
+            task,
+        });
+    }
+
+    async fn interrupt(&self, execution_id: &str) {
+        let mut running = self.running.lock().await;
+        if let Some(current) = running.as_mut() {
+            if current.execution_id == execution_id {
+                if let Some(interrupt) = current.interrupt.take() {
+                    let _ = interrupt.send(());
+                }
+            }
+        }
+    }
+
+    /// Waits for the running turn (if any) to end.
+    pub async fn wait_idle(&self) {
+        let task = self.running.lock().await.take().map(|running| running.task);
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn emit_done(events: &TurnEvents, result: TurnResult) {
+    events
+        .emit(HarnessEvent::TurnDone {
+            status: result.status,
+            result_text: result.result_text,
+            agent_thread_id: result.agent_thread_id,
+            error: result.error,
+        })
+        .await;
+}
+
+async fn run_turn(
+    harness: String,
+    driver: Option<Arc<dyn HarnessDriver>>,
+    turn: Turn,
+    events: TurnEvents,
+    interrupt: oneshot::Receiver<()>,
+) {
+    events
+        .emit(HarnessEvent::TurnStarted {
+            harness: harness.clone(),
+        })
+        .await;
+    let Some(driver) = driver else {
+        let message = format!("no driver for harness '{harness}' in this sandbox image");
+        events
+            .emit(HarnessEvent::Error {
+                kind: "cli_missing".into(),
+                message: message.clone(),
+            })
+            .await;
+        emit_done(&events, TurnResult::failed(message)).await;
+        return;
+    };
+    let result = tokio::select! {
+        result = driver.run_turn(&turn, &events) => result,
+        Ok(()) = interrupt => {
+            events
+                .emit(HarnessEvent::Error {
+                    kind: "interrupted".into(),
+                    message: "the turn was interrupted (cancelled)".into(),
+                })
+                .await;
+            TurnResult {
+                status: TurnStatus::Error,
+                result_text: None,
+                agent_thread_id: turn.agent_thread_id.clone(),
+                error: Some("interrupted".into()),
+            }
+        }
+    };
+    emit_done(&events, result).await;
+}
