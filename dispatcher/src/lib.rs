@@ -1,1 +1,13 @@
-//! The long-lived process that runs queued executions in sandboxes.
+//! The dispatcher: consumes execution wake-ups from the queue, claims executions with a
+//! lease, runs each turn in its thread's sandbox, stores every event, finishes the
+//! execution and wakes the next one. Background loops recover expired leases, re-send lost
+//! wake-ups, keep the warm pool, reap idle sandboxes and collect orphans.
+
+pub mod consumer;
+pub mod context;
+pub mod executor;
+pub mod health;
+pub mod maintenance;
+pub mod sandboxes;
+
+pub use context::Dispatcher;

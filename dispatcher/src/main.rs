@@ -1,1 +1,76 @@
-fn main() {}
+//! `dispatcher [migrate]`: runs queued executions in sandboxes (see the crate docs).
+
+use anyhow::Context;
+use centaur_config::{DispatcherConfig, Env, SandboxBackendKind};
+use centaur_sandbox::{LocalBackend, SandboxBackend};
+use dispatcher::{consumer, health, maintenance, Dispatcher};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    centaur_telemetry::init_tracing("dispatcher");
+    let _ = centaur_telemetry::metrics();
+    let config = DispatcherConfig::from_env(&Env::from_process())?;
+    let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
+    let backend: Arc<dyn SandboxBackend> = match config.sandbox.backend {
+        SandboxBackendKind::Local => Arc::new(LocalBackend::new(
+            &config.sandbox_command,
+            &config.sandbox_state_dir,
+        )?),
+        SandboxBackendKind::Kubernetes => anyhow::bail!(
+            "SANDBOX_BACKEND=kubernetes is not available in this build of the dispatcher"
+        ),
+    };
+    let port = config.port;
+    let worker_enabled = config.execution_worker_enabled;
+    let dispatcher = Dispatcher::new(pool, queue, backend, config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("binding DISPATCHER_PORT {port}"))?;
+    let mut http_stop = stop_rx.clone();
+    let router = health::router(dispatcher.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await
+    });
+    let maintenance = tokio::spawn(maintenance::run(dispatcher.clone(), stop_rx.clone()));
+    let consumer = worker_enabled.then(|| tokio::spawn(consumer::run(dispatcher.clone(), stop_rx)));
+    tracing::info!(port, worker_enabled, "dispatcher running");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down; running sandboxes are kept for re-attach");
+    let _ = stop_tx.send(true);
+    let _ = maintenance.await;
+    if let Some(consumer) = consumer {
+        let _ = consumer.await;
+    }
+    let _ = http.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

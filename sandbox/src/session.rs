@@ -67,12 +67,14 @@ impl Session {
                 thread_key,
                 execution_id,
                 agent_thread_id,
+                env,
             } => {
                 let turn = Turn {
                     execution_id,
                     thread_key,
                     message,
                     agent_thread_id,
+                    env,
                 };
                 self.start_turn(turn).await;
             }

@@ -24,7 +24,10 @@ const LOAD_CLIENTS: usize = 16;
 const LATENCY_TURNS: usize = 40;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn print_histogram(label: &str, histogram: &Histogram<u64>, unit: &str) {
@@ -37,7 +40,11 @@ fn print_histogram(label: &str, histogram: &Histogram<u64>, unit: &str) {
     );
 }
 
-async fn execute_latency_under_load(client: &ApiClient, threads: usize, clients: usize) -> Vec<String> {
+async fn execute_latency_under_load(
+    client: &ApiClient,
+    threads: usize,
+    clients: usize,
+) -> Vec<String> {
     let mut generations = Vec::with_capacity(threads);
     for index in 0..threads {
         let thread = format!("bench-load-{index}");
@@ -50,10 +57,13 @@ async fn execute_latency_under_load(client: &ApiClient, threads: usize, clients:
     let ids = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let workers = (0..clients).map(|_| {
-        let (client, work, histogram, ids) = (client.clone(), work.clone(), histogram.clone(), ids.clone());
+        let (client, work, histogram, ids) =
+            (client.clone(), work.clone(), histogram.clone(), ids.clone());
         tokio::spawn(async move {
             loop {
-                let Some((thread, generation)) = work.lock().await.pop() else { break };
+                let Some((thread, generation)) = work.lock().await.pop() else {
+                    break;
+                };
                 let sent = Instant::now();
                 let id = client.execute(&thread, generation).await.unwrap();
                 let micros = sent.elapsed().as_micros() as u64;
@@ -80,13 +90,25 @@ async fn execute_latency_under_load(client: &ApiClient, threads: usize, clients:
     ids
 }
 
-async fn first_event_latency(stack: &Stack, pool: &sqlx::PgPool, turns: usize, same_thread: bool) -> Histogram<u64> {
+async fn first_event_latency(
+    stack: &Stack,
+    pool: &sqlx::PgPool,
+    turns: usize,
+    same_thread: bool,
+) -> Histogram<u64> {
     let client = stack.client();
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for index in 0..turns {
-        let thread = if same_thread { "bench-warm".to_owned() } else { format!("bench-first-{index}") };
+        let thread = if same_thread {
+            "bench-warm".to_owned()
+        } else {
+            format!("bench-first-{index}")
+        };
         let id = client.turn(&thread, "latency probe").await.unwrap();
-        client.wait_terminal(&id, Duration::from_secs(60)).await.unwrap();
+        client
+            .wait_terminal(&id, Duration::from_secs(60))
+            .await
+            .unwrap();
         let micros: f64 = sqlx::query_scalar(
             "SELECT EXTRACT(EPOCH FROM (min(ev.created_at) - e.created_at)) * 1e6
              FROM executions e JOIN execution_events ev
@@ -115,15 +137,22 @@ async fn main() {
     let mut stack = Stack::start(options).await.unwrap();
     let pool = stack.database.pool().await.unwrap();
     let client = stack.client();
-    println!("centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     let ids = execute_latency_under_load(&client, load_threads, load_clients).await;
 
     let drain_started = Instant::now();
     stack.start_dispatcher().await.unwrap();
     for id in &ids {
-        client.wait_terminal(id, Duration::from_secs(600)).await.unwrap();
+        client
+            .wait_terminal(id, Duration::from_secs(600))
+            .await
+            .unwrap();
     }
     let drained = drain_started.elapsed();
     println!(
@@ -135,12 +164,28 @@ async fn main() {
     );
 
     let first = first_event_latency(&stack, &pool, latency_turns, false).await;
-    print_histogram("execute-202 -> first harness event (new thread, new sandbox)", &first, "ms");
+    print_histogram(
+        "execute-202 -> first harness event (new thread, new sandbox)",
+        &first,
+        "ms",
+    );
     let warm = first_event_latency(&stack, &pool, latency_turns, true).await;
-    print_histogram("execute-202 -> first harness event (sandbox reused)", &warm, "ms");
+    print_histogram(
+        "execute-202 -> first harness event (sandbox reused)",
+        &warm,
+        "ms",
+    );
 
-    let kib = |value: Option<u64>| value.map_or("n/a".to_owned(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+    let kib = |value: Option<u64>| {
+        value.map_or("n/a".to_owned(), |v| {
+            format!("{:.1} MiB", v as f64 / 1024.0)
+        })
+    };
     println!("{:<58} {}", "peak RSS api", kib(stack.api().peak_rss_kib()));
-    println!("{:<58} {}", "peak RSS dispatcher", kib(stack.dispatcher(0).peak_rss_kib()));
+    println!(
+        "{:<58} {}",
+        "peak RSS dispatcher",
+        kib(stack.dispatcher(0).peak_rss_kib())
+    );
     stack.stop().await.unwrap();
 }

@@ -32,7 +32,9 @@ impl ApiClient {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}{path}", self.base_url));
+        let builder = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         match &self.api_key {
             Some(key) => builder.header("X-Api-Key", key),
             None => builder,
@@ -48,7 +50,13 @@ impl ApiClient {
 
     /// POSTs JSON; returns the status and the body (JSON, or the raw text as a string).
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        Self::read(self.request(reqwest::Method::POST, path).json(body).send().await?).await
+        Self::read(
+            self.request(reqwest::Method::POST, path)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// GETs a path; returns the status and the body.
@@ -75,7 +83,12 @@ impl ApiClient {
     }
 
     /// `POST /agent/message` with one text part.
-    pub async fn message(&self, thread_key: &str, generation: i64, text: &str) -> anyhow::Result<()> {
+    pub async fn message(
+        &self,
+        thread_key: &str,
+        generation: i64,
+        text: &str,
+    ) -> anyhow::Result<()> {
         let body = json!({
             "thread_key": thread_key,
             "assignment_generation": generation,
@@ -108,7 +121,9 @@ impl ApiClient {
 
     /// `GET /agent/executions/{id}` (with events).
     pub async fn execution(&self, execution_id: &str) -> anyhow::Result<Value> {
-        let (status, body) = self.get(&format!("/agent/executions/{execution_id}")).await?;
+        let (status, body) = self
+            .get(&format!("/agent/executions/{execution_id}"))
+            .await?;
         if status != 200 {
             bail!("GET execution {execution_id} answered {status}: {body}");
         }
@@ -116,7 +131,11 @@ impl ApiClient {
     }
 
     /// Polls the execution until it is terminal, or fails after `timeout`.
-    pub async fn wait_terminal(&self, execution_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_terminal(
+        &self,
+        execution_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let execution = self.execution(execution_id).await?;
@@ -125,8 +144,10 @@ impl ApiClient {
                 return Ok(execution);
             }
             if Instant::now() > deadline {
-                return Err(anyhow!("execution {execution_id} still '{status}' after {timeout:?}"))
-                    .context(execution.to_string());
+                return Err(anyhow!(
+                    "execution {execution_id} still '{status}' after {timeout:?}"
+                ))
+                .context(execution.to_string());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

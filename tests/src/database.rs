@@ -46,9 +46,12 @@ impl TestDatabase {
     /// Drops the database, closing whatever is still connected.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
         let mut admin = PgConnection::connect(&self.server_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await?;
         Ok(())
     }
 }

@@ -74,7 +74,12 @@ impl ChildProcess {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         let start = all.len().saturating_sub(lines);
-        format!("--- {} ({}) ---\n{}", self.name, self.log_path.display(), all[start..].join("\n"))
+        format!(
+            "--- {} ({}) ---\n{}",
+            self.name,
+            self.log_path.display(),
+            all[start..].join("\n")
+        )
     }
 }
 

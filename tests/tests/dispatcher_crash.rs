@@ -18,7 +18,11 @@ async fn wait_for_harness_event(stack: &Stack, execution_id: &str, kind: &str) {
         if seen {
             return;
         }
-        assert!(Instant::now() < deadline, "no {kind} event\n{}", stack.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} event\n{}",
+            stack.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -44,7 +48,12 @@ async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_
         .await
         .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 
-    assert_eq!(execution["status"], "completed", "{execution}\n{}", stack.logs());
+    assert_eq!(
+        execution["status"],
+        "completed",
+        "{execution}\n{}",
+        stack.logs()
+    );
     assert_eq!(execution["result_text"], "survive the crash");
     let events = execution["events"].as_array().unwrap();
     let completed_states = count(events, |e| {
@@ -66,7 +75,11 @@ async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_
         .collect();
     let stored = seqs.len();
     seqs.dedup();
-    assert_eq!(seqs.len(), stored, "a replayed event was stored twice: {events:?}");
+    assert_eq!(
+        seqs.len(),
+        stored,
+        "a replayed event was stored twice: {events:?}"
+    );
     stack.stop().await.unwrap();
 }
 
@@ -84,12 +97,18 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
     let execution = client.execution(&execution_id).await.unwrap();
     let sandbox_id = execution["sandbox_id"].as_str().unwrap().to_owned();
     let pid_file = std::env::temp_dir()
-        .join(format!("centaur-stack-{}", stack.database.url.rsplit('/').next().unwrap()))
+        .join(format!(
+            "centaur-stack-{}",
+            stack.database.url.rsplit('/').next().unwrap()
+        ))
         .join("sandboxes")
         .join(&sandbox_id)
         .join("pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
-    std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
     stack.start_dispatcher().await.unwrap();
 
     let execution = client
@@ -98,6 +117,12 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
         .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     assert_eq!(execution["status"], "failed_permanent", "{execution}");
     assert_eq!(execution["terminal_reason"], "sandbox_lost");
-    assert!(execution["error_text"].as_str().unwrap().contains(&sandbox_id), "{execution}");
+    assert!(
+        execution["error_text"]
+            .as_str()
+            .unwrap()
+            .contains(&sandbox_id),
+        "{execution}"
+    );
     stack.stop().await.unwrap();
 }

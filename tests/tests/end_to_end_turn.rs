@@ -19,7 +19,12 @@ async fn a_turn_runs_from_execute_to_completed_with_its_event_trail() {
         .await
         .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 
-    assert_eq!(execution["status"], "completed", "{execution}\n{}", stack.logs());
+    assert_eq!(
+        execution["status"],
+        "completed",
+        "{execution}\n{}",
+        stack.logs()
+    );
     assert_eq!(execution["terminal_reason"], "completed");
     assert_eq!(execution["result_text"], "Reply with exactly PONG.");
     assert_eq!(execution["harness"], "echo");
@@ -41,8 +46,16 @@ async fn a_turn_runs_from_execute_to_completed_with_its_event_trail() {
         .filter(|event| event["event_kind"] == "harness_event")
         .map(|event| event["event_json"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(harness_types.first(), Some(&"turn.started"), "{harness_types:?}");
-    assert_eq!(harness_types.last(), Some(&"turn.done"), "{harness_types:?}");
+    assert_eq!(
+        harness_types.first(),
+        Some(&"turn.started"),
+        "{harness_types:?}"
+    );
+    assert_eq!(
+        harness_types.last(),
+        Some(&"turn.done"),
+        "{harness_types:?}"
+    );
 
     stack.stop().await.unwrap();
 }
@@ -53,9 +66,15 @@ async fn a_second_turn_on_the_thread_reuses_the_sandbox_and_sees_only_new_messag
     let client = stack.client();
 
     let first = client.turn("e2e-two-turns", "first").await.unwrap();
-    let first = client.wait_terminal(&first, Duration::from_secs(30)).await.unwrap();
+    let first = client
+        .wait_terminal(&first, Duration::from_secs(30))
+        .await
+        .unwrap();
     let second = client.turn("e2e-two-turns", "second").await.unwrap();
-    let second = client.wait_terminal(&second, Duration::from_secs(30)).await.unwrap();
+    let second = client
+        .wait_terminal(&second, Duration::from_secs(30))
+        .await
+        .unwrap();
 
     assert_eq!(first["result_text"], "first", "{}", stack.logs());
     assert_eq!(second["result_text"], "second", "{}", stack.logs());
@@ -80,6 +99,9 @@ async fn a_harness_failure_ends_the_execution_with_an_error_text_an_operator_can
     assert_eq!(execution["status"], "failed_permanent", "{execution}");
     assert_eq!(execution["terminal_reason"], "harness_error");
     let error_text = execution["error_text"].as_str().unwrap();
-    assert!(error_text.contains("upstream model returned 401"), "{error_text}");
+    assert!(
+        error_text.contains("upstream model returned 401"),
+        "{error_text}"
+    );
     stack.stop().await.unwrap();
 }

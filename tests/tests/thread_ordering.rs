@@ -20,7 +20,11 @@ async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order() {
         let client = client.clone();
         async move {
             client
-                .message("ordered-thread", generation, &format!("@sleep 200\nturn {index}"))
+                .message(
+                    "ordered-thread",
+                    generation,
+                    &format!("@sleep 200\nturn {index}"),
+                )
                 .await?;
             client.execute("ordered-thread", generation).await
         }

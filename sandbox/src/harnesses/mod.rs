@@ -18,6 +18,8 @@ pub struct Turn {
     pub message: TurnMessage,
     /// The harness's own session id from the previous turn (resume it).
     pub agent_thread_id: Option<String>,
+    /// Environment for the harness CLI (sandbox token, thread key).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// How a turn ended.

@@ -11,4 +11,5 @@ pub mod env;
 pub use common::{
     AuthConfig, DatabaseConfig, QueueBackend, QueueConfig, SandboxBackendKind, SandboxConfig,
 };
+pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};

@@ -42,6 +42,11 @@ pub enum SandboxInput {
         /// The harness's own session id from the previous turn, to resume it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent_thread_id: Option<String>,
+        /// Per-turn environment for the harness CLI: a fresh `CENTAUR_API_KEY` sandbox token
+        /// and `CENTAUR_THREAD_KEY` (a warm or long-lived sandbox gets them here, never a
+        /// real secret).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        env: std::collections::BTreeMap<String, String>,
     },
     /// Replay `execution_id`'s events after `after_seq` (sent after a re-attach).
     Resume {

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 pub mod local;
 
+pub use local::LocalBackend;
+
 /// What to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {

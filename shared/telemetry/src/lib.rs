@@ -1,1 +1,64 @@
-//! Tracing and Prometheus metrics set-up.
+//! Tracing and metrics set-up shared by every binary.
+//!
+//! Logs go to stderr: compact text by default, JSON lines with `LOG_FORMAT=json`; the
+//! filter comes from `RUST_LOG` (default `info`). Metrics use the `metrics` facade with a
+//! Prometheus recorder installed once per process; label values must stay bounded
+//! (harness, status, route template — never an execution or sandbox id).
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber for `service`. Safe to call more than once.
+pub fn init_tracing(service: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let installed = if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init()
+    } else {
+        tracing_subscriber::fmt()
+            .compact()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init()
+    };
+    if installed.is_ok() {
+        tracing::info!(service, "starting");
+    }
+}
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use. If another recorder was
+/// already installed (tests), a detached one still renders what this handle records.
+pub fn metrics() -> PrometheusHandle {
+    METRICS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_counters_appear_in_the_prometheus_text() {
+        let handle = metrics();
+        metrics::counter!("centaur_test_events_total", "kind" => "unit").increment(2);
+        let text = handle.render();
+        assert!(
+            text.contains("centaur_test_events_total{kind=\"unit\"} 2"),
+            "{text}"
+        );
+    }
+}
