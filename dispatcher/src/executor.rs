@@ -607,7 +607,11 @@ impl<'a> Driver<'a> {
                     "attempt": execution.attempt,
                     "sandbox_id": self.sandbox_id.as_ref().map(SandboxId::as_str),
                 });
-                end.delivery_payload = delivery_payload(&execution.execution_id, &end);
+                end.delivery_payload = centaur_core::delivery::payload(
+                    &execution.execution_id,
+                    end.reason,
+                    end.result_text.as_deref(),
+                );
                 match dispatch::finish(pool, &execution.execution_id, worker, &end).await {
                     Ok(true) => {
                         metrics::counter!(
@@ -678,23 +682,5 @@ impl<'a> Driver<'a> {
                 tracing::warn!(%err, "could not wake the thread's next execution; the sweep will");
             }
         }
-    }
-}
-
-/// What a deliverer posts for a finished execution: the answer, or a short failure note
-/// that names the execution so a person can inspect it.
-fn delivery_payload(execution_id: &str, end: &Finish) -> Value {
-    match end.reason {
-        TerminalReason::Completed => json!({"text": end.result_text.clone().unwrap_or_default()}),
-        TerminalReason::Cancelled | TerminalReason::Released => json!({
-            "text": format!("This run was cancelled (execution {execution_id})."),
-            "failed": true,
-        }),
-        reason => json!({
-            "text": format!(
-                "Sorry, this run failed ({reason}). An operator can inspect it with GET /agent/executions/{execution_id}."
-            ),
-            "failed": true,
-        }),
     }
 }

@@ -40,6 +40,7 @@ async fn readyz(State(dispatcher): State<Arc<Dispatcher>>) -> impl IntoResponse 
 }
 
 async fn metrics_text(State(dispatcher): State<Arc<Dispatcher>>) -> impl IntoResponse {
+    let recorder = centaur_telemetry::metrics();
     if let Ok(counts) = centaur_store::dispatch::count_by_status(&dispatcher.pool).await {
         for (status, count) in counts {
             metrics::gauge!("centaur_executions", "status" => status).set(count as f64);
@@ -50,7 +51,7 @@ async fn metrics_text(State(dispatcher): State<Arc<Dispatcher>>) -> impl IntoRes
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        centaur_telemetry::metrics().render(),
+        recorder.render(),
     )
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order() {
-    let mut stack = Stack::start(StackOptions {
+    let stack = Stack::start(StackOptions {
         dispatchers: 2,
         ..StackOptions::default()
     })

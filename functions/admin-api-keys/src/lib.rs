@@ -1,1 +1,264 @@
-//! Centaur function: admin-api-keys.
+//! `admin-api-keys`: create (plaintext returned once), list and revoke API keys.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use centaur_auth::{api_key, scope, Scope};
+use centaur_core::api::Route;
+use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_store::api_keys::{self, ApiKeyRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/admin/api-keys",
+    },
+    Route {
+        method: "GET",
+        path: "/admin/api-keys",
+    },
+    Route {
+        method: "DELETE",
+        path: "/admin/api-keys/{id}",
+    },
+];
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    name: String,
+    scopes: Vec<String>,
+    created_by: Option<String>,
+}
+
+fn listed(record: &ApiKeyRecord) -> Value {
+    json!({
+        "id": record.id, "name": record.name, "key_prefix": record.key_prefix, "scopes": record.scopes,
+        "created_by": record.created_by, "created_at": record.created_at, "revoked_at": record.revoked_at,
+        "active": record.revoked_at.is_none(),
+    })
+}
+
+fn admin(principal: &Principal) -> Result<(), ApiError> {
+    principal.require_not_sandbox()?;
+    principal.require(Scope::Admin)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&principal)?;
+    let request: CreateRequest = validate::typed(&body)?;
+    let name = request.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::validation("name must not be empty"));
+    }
+    if request.scopes.is_empty() {
+        return Err(ApiError::validation("scopes must list at least one scope"));
+    }
+    scope::parse_all(&request.scopes).map_err(|err| ApiError::validation(err.to_string()))?;
+    let key = api_key::generate();
+    let created_by = request.created_by.or_else(|| Some(principal.label()));
+    let record = api_keys::create(
+        &state.pool,
+        name,
+        &key.display_prefix,
+        &key.hash,
+        &request.scopes,
+        created_by.as_deref(),
+    )
+    .await?;
+    tracing::info!(key_id = %record.id, name, "API key created");
+    let mut body = listed(&record);
+    body["key"] = json!(key.plaintext);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
+    let keys: Vec<Value> = api_keys::list(&state.pool)
+        .await?
+        .iter()
+        .map(listed)
+        .collect();
+    Ok(Json(json!({"keys": keys})))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&principal)?;
+    let not_found = || ApiError::NotFound(format!("API key '{id}' not found"));
+    let uuid = id.parse::<uuid::Uuid>().map_err(|_| not_found())?;
+    api_keys::revoke(&state.pool, uuid)
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!(key_id = %uuid, "API key revoked");
+    Ok(Json(json!({"status": "revoked", "id": uuid})))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/admin/api-keys", post(create).get(list))
+        .route("/admin/api-keys/{id}", delete(revoke))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use sqlx::PgPool;
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_created_key_is_shown_once_and_listed_without_its_secret(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let request = json!({"name": "operator", "scopes": ["admin"], "created_by": "ops"});
+        let (status, created) = client
+            .post("/admin/api-keys", &Caller::LocalOperator, &request)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let key = created["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("cnt_"));
+        assert_eq!(created["key_prefix"], json!(&key[..8]));
+        let (_, listing) = client
+            .get("/admin/api-keys", &Caller::Key(key.clone()))
+            .await;
+        let text = listing.to_string();
+        assert!(!text.contains(&key), "plaintext must never be listed");
+        assert!(!text.contains("key_hash"));
+        assert_eq!(listing["keys"][0]["active"], true);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn revocation_takes_effect_on_the_next_request(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (_, created) = client
+            .post(
+                "/admin/api-keys",
+                &Caller::LocalOperator,
+                &json!({"name": "tmp", "scopes": ["admin"]}),
+            )
+            .await;
+        let key = created["key"].as_str().unwrap().to_owned();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, body) = client
+            .delete(&format!("/admin/api-keys/{id}"), &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"status": "revoked", "id": id}));
+        let (status, body) = client.get("/admin/api-keys", &Caller::Key(key)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "Invalid API key");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn unknown_and_malformed_ids_are_404(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for id in ["0b5c5a8e-9c1f-4a8e-9d6e-7c7f2f0e2a11", "not-a-uuid"] {
+            let (status, _) = client
+                .delete(&format!("/admin/api-keys/{id}"), &Caller::LocalOperator)
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        }
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn unknown_scopes_and_empty_names_are_422(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for request in [
+            json!({"name": "x", "scopes": ["root"]}),
+            json!({"name": " ", "scopes": ["admin"]}),
+            json!({"name": "x"}),
+        ] {
+            let (status, body) = client
+                .post("/admin/api-keys", &Caller::LocalOperator, &request)
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{request} -> {body}"
+            );
+        }
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn agent_keys_cannot_manage_keys(pool: PgPool) {
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client.get("/admin/api-keys", &Caller::Key(key)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["detail"], "API key scope does not permit 'admin'");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn slackbot_and_local_dev_keys_are_bootstrapped_and_unrevoked(pool: PgPool) {
+        let mut config = centaur_http::testing::test_config();
+        config.auth.slackbot_api_key = Some("cnt_slackbot_bootstrap_key".into());
+        config.auth.local_dev_api_key = Some("cnt_local_dev_bootstrap_key".into());
+        let state = AppState::new(pool.clone(), config);
+        state.bootstrap_keys().await.unwrap();
+        sqlx::query("UPDATE api_keys SET revoked_at = now()")
+            .execute(&pool)
+            .await
+            .unwrap();
+        state.bootstrap_keys().await.unwrap();
+        let client = TestClient::new(router(state));
+        let (status, body) = client
+            .get(
+                "/admin/api-keys",
+                &Caller::Key("cnt_local_dev_bootstrap_key".into()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let names: Vec<&str> = body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"service:slackbot") && names.contains(&"service:local-dev"),
+            "{names:?}"
+        );
+        let (status, _) = client
+            .get(
+                "/admin/api-keys",
+                &Caller::Key("cnt_slackbot_bootstrap_key".into()),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "the slackbot key has only the agent scope"
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_without_a_key_cannot_create_keys(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let body = r#"{"name":"x","scopes":["admin"]}"#;
+        let (status, body) = client
+            .lambda(&apigw_v2_event(
+                "POST",
+                "/admin/api-keys",
+                "",
+                &[],
+                Some(body),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "Missing API key");
+    }
+}

@@ -1,1 +1,362 @@
-//! Centaur function: agent-execute.
+//! `agent-execute`: `POST /agent/execute` accepts a turn. The execution row, its `queued`
+//! event and its outbox row are committed in one transaction before the 202; the queue
+//! message is sent after (a lost send is repaired by the dispatcher's sweep).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use centaur_auth::Scope;
+use centaur_core::api::{ExecuteRequest, Route};
+use centaur_core::canonical::request_hash;
+use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_queue::QueueMessage;
+use centaur_store::executions::{self, NewExecution};
+use centaur_store::messages::NewMessage;
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[Route {
+    method: "POST",
+    path: "/agent/execute",
+}];
+
+/// Slack fields copied from the request into a default Slack delivery.
+const SLACK_FIELDS: [&str; 4] = ["channel", "thread_ts", "team_id", "user_id"];
+
+/// The delivery of an execution: the request's own, `dev` for the one-call path, else
+/// Slack with the channel fields found in the request's metadata.
+fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
+    match raw.get("delivery") {
+        Some(Value::Null) | None => {}
+        Some(delivery @ Value::Object(fields)) => {
+            return match fields.get("platform") {
+                Some(Value::String(_)) => Ok(delivery.clone()),
+                _ => Err(ApiError::validation(
+                    "delivery.platform must be a string (slack, dev)",
+                )),
+            };
+        }
+        Some(_) => return Err(ApiError::validation("delivery must be a JSON object")),
+    }
+    if one_call {
+        return Ok(json!({"platform": "dev"}));
+    }
+    let mut slack = json!({"platform": "slack"});
+    for field in SLACK_FIELDS {
+        if let Some(value) = raw.get("metadata").and_then(|metadata| metadata.get(field)) {
+            slack[field] = value.clone();
+        }
+    }
+    Ok(slack)
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::AgentExecute)?;
+    let request: ExecuteRequest = validate::typed(&body)?;
+    let thread_key = validate::thread_key(&request.thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    let harness = request
+        .harness
+        .as_deref()
+        .map(validate::harness)
+        .transpose()?;
+    let hash = request_hash(&body);
+    let first_message = match (&request.assignment_generation, &request.message) {
+        (None, Some(text)) if text.trim().is_empty() => {
+            return Err(ApiError::validation("message must not be empty"));
+        }
+        (None, Some(text)) => Some(NewMessage {
+            message_id: None,
+            role: "user".into(),
+            parts: json!([{"type": "text", "text": text}]),
+            user_id: None,
+            metadata: json!({}),
+            request_hash: hash.clone(),
+        }),
+        _ => None,
+    };
+    let new = NewExecution {
+        thread_key: thread_key.to_string(),
+        assignment_generation: request.assignment_generation,
+        execute_id: request
+            .execute_id
+            .clone()
+            .filter(|id| !id.trim().is_empty()),
+        delivery: delivery(&body, first_message.is_some())?,
+        metadata: validate::optional_object(body.get("metadata"), "metadata")?,
+        request_hash: hash,
+        first_message,
+        harness: harness.map(|h| h.as_str().to_owned()),
+    };
+    let (response, created) = executions::create(
+        &state.pool,
+        &new,
+        state.config.sandbox.default_harness.as_str(),
+    )
+    .await?;
+    if created {
+        let message = QueueMessage {
+            execution_id: response["execution_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            thread_key: thread_key.to_string(),
+        };
+        if let Err(err) = state.queue.send(&message).await {
+            tracing::warn!(%err, execution_id = %message.execution_id, "queue send failed; the sweep will re-send");
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/agent/execute", post(execute))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use sqlx::PgPool;
+
+    async fn spawned(pool: &PgPool, thread: &str) {
+        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
+            .await
+            .unwrap();
+    }
+
+    fn execute_body(thread: &str, generation: i64) -> Value {
+        json!({"thread_key": thread, "assignment_generation": generation, "delivery": {"platform": "dev"}})
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn an_accepted_execution_is_durable_and_queued_before_the_202(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &execute_body("t1", 1),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "queued");
+        let id = body["execution_id"].as_str().unwrap();
+        assert!(centaur_core::ExecutionId::parse(id).is_some(), "{id}");
+        let (status,): (String,) =
+            sqlx::query_as("SELECT status FROM executions WHERE execution_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "queued");
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM execution_events WHERE execution_id = $1 AND event_kind = 'execution_state'")
+            .bind(id).fetch_one(&pool).await.unwrap();
+        assert_eq!(events, 1);
+        let queued: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM queue_messages WHERE execution_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(queued, 1);
+        let outbox: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM delivery_outbox WHERE execution_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(outbox, 0, "dev delivery has no outbox row");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_slack_delivery_gets_an_outbox_row_awaiting_the_end(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let body = json!({"thread_key": "t1", "assignment_generation": 1, "metadata": {"channel": "C1", "thread_ts": "1.2"}});
+        let (status, body) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (state, delivery): (String, Value) =
+            sqlx::query_as("SELECT state, delivery FROM delivery_outbox WHERE execution_id = $1")
+                .bind(body["execution_id"].as_str().unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(state, "awaiting_terminal");
+        assert_eq!(
+            delivery,
+            json!({"platform": "slack", "channel": "C1", "thread_ts": "1.2"})
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn the_one_call_path_spawns_messages_and_executes(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let body = json!({"thread_key": "fresh", "message": "hello", "harness": "echo"});
+        let (status, body) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["assignment_generation"], 1);
+        let messages: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE thread_key = 'fresh'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(messages, 1);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn execute_without_an_assignment_is_a_409(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &execute_body("none", 1),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "NO_ACTIVE_ASSIGNMENT");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_stale_generation_is_refused_with_409(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &execute_body("t1", 2),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "ASSIGNMENT_GENERATION_STALE");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn the_same_execute_id_replays_once_and_a_different_payload_conflicts(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let mut body = execute_body("t1", 1);
+        body["execute_id"] = json!("slack:T:C:1");
+        let (_, first) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        let (status, again) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(again["idempotent"], true);
+        assert_eq!(again["execution_id"], first["execution_id"]);
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM executions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        body["metadata"] = json!({"changed": true});
+        let (status, conflict) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(conflict["code"], "IDEMPOTENCY_PAYLOAD_MISMATCH");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn three_recent_failures_trip_the_failure_loop_guard(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        for index in 0..3 {
+            sqlx::query(
+                "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness, execute_id, request_hash,
+                     status, delivery, completed_at, terminal_reason, error_text)
+                 VALUES ($1, 't1', 1, 'echo', $1, 'h', 'failed_permanent', '{}', now(), 'harness_error', 'boom')",
+            )
+            .bind(format!("exe_00000000000000{index:02}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &execute_body("t1", 1),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "THREAD_FAILURE_LOOP");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_non_object_delivery_is_a_422(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let body = json!({"thread_key": "t1", "assignment_generation": 1, "delivery": "slack"});
+        let (status, _) = client
+            .post("/agent/execute", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_sandbox_token_for_another_thread_is_403(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let token = centaur_auth::sandbox_token::mint(
+            centaur_http::testing::TEST_SIGNING_KEY,
+            "other-thread",
+            "sbx-1",
+            chrono_now(),
+            600,
+        );
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::Key(token),
+                &execute_body("t1", 1),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body["detail"],
+            "Sandbox token is scoped to a different thread"
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_is_accepted_with_202(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let body = execute_body("t1", 1).to_string();
+        let event = apigw_v2_event(
+            "POST",
+            "/agent/execute",
+            "",
+            &[("x-api-key", &key)],
+            Some(&body),
+        );
+        let (status, response) = client.lambda(&event).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{response}");
+    }
+
+    fn chrono_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+}

@@ -1,1 +1,288 @@
-//! Centaur function: agent-executions.
+//! `agent-executions`: one execution with its event trail, cancel, and a thread's
+//! executions newest first.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use centaur_auth::Scope;
+use centaur_core::api::Route;
+use centaur_core::ExecutionId;
+use centaur_http::{validate, ApiError, ApiQuery, AppState, Principal};
+use centaur_store::executions::{self, CancelOutcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/agent/executions/{execution_id}",
+    },
+    Route {
+        method: "POST",
+        path: "/agent/executions/{execution_id}/cancel",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/threads/{thread_key}/executions",
+    },
+];
+
+fn not_found(execution_id: &str) -> ApiError {
+    ApiError::NotFound(format!("execution '{execution_id}' not found"))
+}
+
+/// The execution's thread, checking that it exists and that the caller may see it.
+async fn authorised_thread(
+    state: &AppState,
+    principal: &Principal,
+    execution_id: &str,
+) -> Result<String, ApiError> {
+    if ExecutionId::parse(execution_id).is_none() {
+        return Err(not_found(execution_id));
+    }
+    let thread_key = executions::thread_of(&state.pool, execution_id)
+        .await?
+        .ok_or_else(|| not_found(execution_id))?;
+    principal.require_thread(&thread_key)?;
+    Ok(thread_key)
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    events: Option<bool>,
+}
+
+async fn get_execution(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(execution_id): Path<String>,
+    ApiQuery(query): ApiQuery<GetQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    authorised_thread(&state, &principal, &execution_id).await?;
+    let view = executions::get(&state.pool, &execution_id, query.events.unwrap_or(true))
+        .await?
+        .ok_or_else(|| not_found(&execution_id))?;
+    Ok(Json(
+        serde_json::to_value(view).map_err(|err| ApiError::Internal(err.to_string()))?,
+    ))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(execution_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStop)?;
+    authorised_thread(&state, &principal, &execution_id).await?;
+    let body = match executions::cancel(&state.pool, &execution_id).await? {
+        CancelOutcome::Cancelled => {
+            json!({"ok": true, "execution_id": execution_id, "status": "cancelled"})
+        }
+        CancelOutcome::Requested => {
+            json!({"ok": true, "execution_id": execution_id, "status": "cancel_requested"})
+        }
+        CancelOutcome::Unchanged(status) => {
+            json!({"ok": true, "execution_id": execution_id, "status": status, "idempotent": true})
+        }
+    };
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+async fn list_for_thread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(thread_key): Path<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    let thread_key = validate::thread_key(&thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    let limit = validate::limit(query.limit, 20, 100)?;
+    let executions = executions::list_for_thread(&state.pool, thread_key.as_str(), limit).await?;
+    Ok(Json(
+        json!({"thread_key": thread_key, "executions": executions}),
+    ))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/agent/executions/{execution_id}", get(get_execution))
+        .route("/agent/executions/{execution_id}/cancel", post(cancel))
+        .route(
+            "/agent/threads/{thread_key}/executions",
+            get(list_for_thread),
+        )
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use centaur_store::executions::NewExecution;
+    use sqlx::PgPool;
+
+    async fn queued(pool: &PgPool, thread: &str) -> String {
+        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
+            .await
+            .unwrap();
+        let request = NewExecution {
+            thread_key: thread.into(),
+            assignment_generation: Some(1),
+            execute_id: None,
+            delivery: json!({"platform": "dev"}),
+            metadata: json!({}),
+            request_hash: "h".into(),
+            first_message: None,
+            harness: None,
+        };
+        let (response, _) = executions::create(pool, &request, "codex").await.unwrap();
+        response["execution_id"].as_str().unwrap().to_owned()
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn an_execution_is_returned_with_its_events(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .get(&format!("/agent/executions/{id}"), &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "queued");
+        assert_eq!(body["harness"], "echo");
+        assert_eq!(body["events"][0]["event_kind"], "execution_state");
+        let (_, without) = client
+            .get(
+                &format!("/agent/executions/{id}?events=false"),
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert!(without.get("events").is_none());
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn unknown_and_malformed_execution_ids_are_404(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for id in ["exe_0123456789abcdef", "not-an-id"] {
+            let (status, body) = client
+                .get(&format!("/agent/executions/{id}"), &Caller::LocalOperator)
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+            assert_eq!(body["code"], "NOT_FOUND");
+        }
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn cancelling_a_queued_execution_ends_it_at_once_and_again_is_idempotent(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let path = format!("/agent/executions/{id}/cancel");
+        let (status, body) = client.post(&path, &Caller::LocalOperator, &json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "cancelled");
+        let (_, again) = client.post(&path, &Caller::LocalOperator, &json!({})).await;
+        assert_eq!(again["idempotent"], true);
+        let (_, view) = client
+            .get(&format!("/agent/executions/{id}"), &Caller::LocalOperator)
+            .await;
+        assert_eq!(view["terminal_reason"], "cancelled");
+        assert!(view["completed_at"].is_string());
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn cancelling_a_running_execution_requests_it(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        sqlx::query("UPDATE executions SET status = 'running', worker_id = 'w', lease_expires_at = now() + interval '1 minute' WHERE execution_id = $1")
+            .bind(&id).execute(&pool).await.unwrap();
+        let client = TestClient::new(router(test_state(pool)));
+        let (_, body) = client
+            .post(
+                &format!("/agent/executions/{id}/cancel"),
+                &Caller::LocalOperator,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(body["status"], "cancel_requested");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_thread_lists_its_executions_newest_first_within_the_limit(pool: PgPool) {
+        let first = queued(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let request = NewExecution {
+            thread_key: "t1".into(),
+            assignment_generation: Some(1),
+            execute_id: None,
+            delivery: json!({"platform": "dev"}),
+            metadata: json!({}),
+            request_hash: "h2".into(),
+            first_message: None,
+            harness: None,
+        };
+        let (second, _) = executions::create(&pool, &request, "codex").await.unwrap();
+        let (status, body) = client
+            .get(
+                "/agent/threads/t1/executions?limit=1",
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["executions"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            body["executions"][0]["execution_id"],
+            second["execution_id"]
+        );
+        assert_ne!(body["executions"][0]["execution_id"], json!(first));
+        let (status, _) = client
+            .get(
+                "/agent/threads/t1/executions?limit=101",
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_revoked_key_is_refused_on_the_next_request(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let path = format!("/agent/executions/{id}");
+        let (status, _) = client.get(&path, &Caller::Key(key.clone())).await;
+        assert_eq!(status, StatusCode::OK);
+        sqlx::query("UPDATE api_keys SET revoked_at = now()")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (status, body) = client.get(&path, &Caller::Key(key)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "Invalid API key");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_reads_an_execution(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let event = apigw_v2_event(
+            "GET",
+            &format!("/agent/executions/{id}"),
+            "events=false",
+            &[("x-api-key", &key)],
+            None,
+        );
+        let (status, body) = client.lambda(&event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["execution_id"], json!(id));
+        assert!(body.get("events").is_none());
+    }
+}

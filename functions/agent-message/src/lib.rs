@@ -1,1 +1,340 @@
-//! Centaur function: agent-message.
+//! `agent-message`: stores messages on a thread (`POST /agent/message`,
+//! `POST /agent/messages`) and pages through them (`GET /agent/messages`).
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use centaur_auth::Scope;
+use centaur_core::api::{codes, MessageRequest, NewMessage, Route};
+use centaur_core::canonical::request_hash;
+use centaur_http::{validate, ApiError, ApiJson, ApiQuery, AppState, Principal};
+use centaur_store::messages;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/agent/message",
+    },
+    Route {
+        method: "POST",
+        path: "/agent/messages",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/messages",
+    },
+];
+
+/// Roles a message may have.
+pub const ROLES: [&str; 3] = ["user", "assistant", "system"];
+
+/// Validates one submitted message (its raw JSON kept for storage and hashing).
+pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessage, ApiError> {
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: codes::INVALID_MESSAGE,
+        message: message.to_owned(),
+    };
+    if message.parts.is_empty() {
+        return Err(invalid("parts must contain at least one part"));
+    }
+    if message
+        .parts
+        .iter()
+        .any(|part| part.kind == "text" && part.text.is_none())
+    {
+        return Err(invalid("a part of type 'text' needs a 'text' string"));
+    }
+    let role = message.role.clone().unwrap_or_else(|| "user".to_owned());
+    if !ROLES.contains(&role.as_str()) {
+        return Err(ApiError::validation(format!(
+            "role must be one of user, assistant, system; got '{role}'"
+        )));
+    }
+    Ok(messages::NewMessage {
+        message_id: message
+            .message_id
+            .clone()
+            .filter(|id| !id.trim().is_empty()),
+        role,
+        parts: raw["parts"].clone(),
+        user_id: message.user_id.clone(),
+        metadata: validate::optional_object(raw.get("metadata"), "metadata")?,
+        request_hash: request_hash(raw),
+    })
+}
+
+async fn post_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentExecute)?;
+    let request: MessageRequest = validate::typed(&body)?;
+    let thread_key = validate::thread_key(&request.thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    let message = validated(&request.message, &body)?;
+    let mut responses = messages::post(
+        &state.pool,
+        thread_key.as_str(),
+        request.assignment_generation,
+        &[message],
+    )
+    .await?;
+    Ok(Json(responses.pop().unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    thread_key: String,
+    assignment_generation: i64,
+    messages: Vec<Value>,
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentExecute)?;
+    let request: BatchRequest = validate::typed(&body)?;
+    let thread_key = validate::thread_key(&request.thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    if request.messages.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: codes::INVALID_MESSAGE,
+            message: "messages must not be empty".into(),
+        });
+    }
+    let batch = request
+        .messages
+        .iter()
+        .map(|raw| validated(&validate::typed::<NewMessage>(raw)?, raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let responses = messages::post(
+        &state.pool,
+        thread_key.as_str(),
+        request.assignment_generation,
+        &batch,
+    )
+    .await?;
+    let ids: Vec<Value> = responses.iter().map(|r| r["message_id"].clone()).collect();
+    Ok(Json(
+        json!({"ok": true, "inserted": ids.len(), "message_ids": ids}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    thread_key: String,
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    let thread_key = validate::thread_key(&query.thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    let limit = validate::limit(query.limit, 50, 200)?;
+    let page = messages::page(
+        &state.pool,
+        thread_key.as_str(),
+        query.cursor.unwrap_or(0),
+        limit,
+    )
+    .await?;
+    let next_cursor = (page.len() as i64 == limit)
+        .then(|| page.last().map(|m| m.seq))
+        .flatten();
+    Ok(Json(
+        json!({"thread_key": thread_key, "messages": page, "next_cursor": next_cursor}),
+    ))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/agent/message", post(post_one))
+        .route("/agent/messages", post(post_batch).get(list))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use sqlx::PgPool;
+
+    async fn spawned(pool: &PgPool, thread: &str) {
+        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
+            .await
+            .unwrap();
+    }
+
+    fn text(thread: &str, generation: i64, text: &str) -> Value {
+        json!({"thread_key": thread, "assignment_generation": generation, "parts": [{"type": "text", "text": text}]})
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_message_is_stored_with_its_event(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (status, body) = client
+            .post(
+                "/agent/message",
+                &Caller::LocalOperator,
+                &text("t1", 1, "hello"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["message_id"].as_str().unwrap().starts_with("msg_"));
+        let kind: String =
+            sqlx::query_scalar("SELECT event_kind FROM execution_events WHERE event_id = $1")
+                .bind(body["stored_event_id"].as_i64().unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(kind, "message");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_message_without_an_assignment_is_a_409(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/message",
+                &Caller::LocalOperator,
+                &text("nobody", 1, "x"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "NO_ACTIVE_ASSIGNMENT");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_stale_generation_is_refused_with_409(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .post(
+                "/agent/message",
+                &Caller::LocalOperator,
+                &text("t1", 7, "x"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "ASSIGNMENT_GENERATION_STALE");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn empty_parts_are_an_invalid_message(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let body = json!({"thread_key": "t1", "assignment_generation": 1, "parts": []});
+        let (status, body) = client
+            .post("/agent/message", &Caller::LocalOperator, &body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "INVALID_MESSAGE");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_message_id_replays_and_a_changed_payload_conflicts(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let mut message = text("t1", 1, "hello");
+        message["message_id"] = json!("slack:T:C:1");
+        let (_, first) = client
+            .post("/agent/message", &Caller::LocalOperator, &message)
+            .await;
+        let (status, again) = client
+            .post("/agent/message", &Caller::LocalOperator, &message)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["idempotent"], true);
+        assert_eq!(again["stored_event_id"], first["stored_event_id"]);
+        message["parts"][0]["text"] = json!("changed");
+        let (status, body) = client
+            .post("/agent/message", &Caller::LocalOperator, &message)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["code"], "IDEMPOTENCY_PAYLOAD_MISMATCH");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_batch_is_stored_and_listed_in_order_with_a_cursor(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let batch = json!({"thread_key": "t1", "assignment_generation": 1, "messages": [
+            {"parts": [{"type": "text", "text": "one"}]},
+            {"parts": [{"type": "text", "text": "two"}]},
+            {"role": "assistant", "parts": [{"type": "text", "text": "three"}]}
+        ]});
+        let (status, body) = client
+            .post("/agent/messages", &Caller::LocalOperator, &batch)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["inserted"], 3);
+        let (status, page) = client
+            .get(
+                "/agent/messages?thread_key=t1&limit=2",
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["messages"][0]["parts"][0]["text"], "one");
+        let cursor = page["next_cursor"].as_i64().unwrap();
+        let (_, rest) = client
+            .get(
+                &format!("/agent/messages?thread_key=t1&cursor={cursor}"),
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert_eq!(rest["messages"][0]["parts"][0]["text"], "three");
+        assert_eq!(rest["next_cursor"], Value::Null);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn listing_without_a_thread_key_is_a_422(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, _) = client.get("/agent/messages", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_body_over_one_mebibyte_is_a_413(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let huge = text("t1", 1, &"x".repeat(1024 * 1024 + 10));
+        let (status, body) = client
+            .post("/agent/message", &Caller::LocalOperator, &huge)
+            .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_with_a_key_stores_a_message(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let body = text("t1", 1, "via lambda").to_string();
+        let event = apigw_v2_event(
+            "POST",
+            "/agent/message",
+            "",
+            &[("x-api-key", &key)],
+            Some(&body),
+        );
+        let (status, response) = client.lambda(&event).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        assert_eq!(response["ok"], true);
+    }
+}

@@ -1,1 +1,288 @@
-//! Centaur function: agent-threads.
+//! `agent-threads`: release a thread's assignment, a thread's status, the thread list,
+//! and the warm pool.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use centaur_auth::Scope;
+use centaur_core::api::Route;
+use centaur_core::canonical::request_hash;
+use centaur_http::extract::parse_json;
+use centaur_http::{validate, ApiError, ApiQuery, AppState, Principal};
+use centaur_store::{assignments, threads, warm};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/agent/threads/{thread_key}/release",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/status",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/threads",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/pool",
+    },
+];
+
+#[derive(Deserialize, Default)]
+struct ReleaseRequest {
+    release_id: Option<String>,
+    #[serde(default)]
+    cancel_inflight: bool,
+}
+
+async fn release(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(thread_key): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStop)?;
+    let thread_key = validate::thread_key(&thread_key)?;
+    principal.require_thread(thread_key.as_str())?;
+    let raw: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(&body)?
+    };
+    let request: ReleaseRequest = validate::typed(&raw)?;
+    let response = assignments::release(
+        &state.pool,
+        thread_key.as_str(),
+        request.release_id.as_deref(),
+        request.cancel_inflight,
+        &request_hash(&raw),
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    key: String,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    let thread_key = validate::thread_key(&query.key)?;
+    principal.require_thread(thread_key.as_str())?;
+    Ok(Json(
+        threads::status(&state.pool, thread_key.as_str()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    principal.require_not_sandbox()?;
+    let limit = validate::limit(query.limit, 50, 500)?;
+    Ok(Json(
+        json!({"threads": threads::list(&state.pool, limit).await?}),
+    ))
+}
+
+async fn pool(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let sandboxes = warm::list(&state.pool).await?;
+    let count = |wanted: &str| sandboxes.iter().filter(|s| s.state == wanted).count();
+    let config = &state.config.sandbox;
+    Ok(Json(json!({
+        "enabled": config.warm_pool_enabled,
+        "target_size": config.warm_pool_size,
+        "harness": config.warm_pool_harness.as_str(),
+        "ready": count("ready"),
+        "claimed": count("claimed"),
+        "failed": count("failed"),
+        "sandboxes": sandboxes,
+    })))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/agent/threads/{thread_key}/release", post(release))
+        .route("/agent/status", get(status))
+        .route("/agent/threads", get(list))
+        .route("/agent/pool", get(pool))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use centaur_http::testing::{
+        apigw_v2_event, create_key, test_state, Caller, TestClient, TEST_SIGNING_KEY,
+    };
+    use sqlx::PgPool;
+
+    async fn spawned(pool: &PgPool, thread: &str) {
+        assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
+            .await
+            .unwrap();
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn release_ends_the_assignment_and_the_next_spawn_gets_the_next_generation(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (status, body) = client
+            .post(
+                "/agent/threads/t1/release",
+                &Caller::LocalOperator,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["released"], true);
+        assert_eq!(body["assignment_generation"], 1);
+        let next = assignments::spawn(&pool, "t1", None, None, "codex", "h2")
+            .await
+            .unwrap();
+        assert_eq!(next["assignment_generation"], 2);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn release_without_a_body_is_accepted_and_a_second_release_changes_nothing(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, _) = client
+            .raw(
+                axum::http::Method::POST,
+                "/agent/threads/t1/release",
+                &Caller::LocalOperator,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, again) = client
+            .post(
+                "/agent/threads/t1/release",
+                &Caller::LocalOperator,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(again["released"], false);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn release_with_cancel_inflight_cancels_queued_executions(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        sqlx::query(
+            "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness, execute_id, request_hash, status, delivery)
+             VALUES ('exe_00000000000000bb', 't1', 1, 'echo', 'x', 'h', 'queued', '{}')",
+        )
+        .execute(&pool).await.unwrap();
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (_, body) = client
+            .post(
+                "/agent/threads/t1/release",
+                &Caller::LocalOperator,
+                &json!({"cancel_inflight": true}),
+            )
+            .await;
+        assert_eq!(
+            body["cancelled_execution_ids"],
+            json!(["exe_00000000000000bb"])
+        );
+        let (status, reason): (String, String) =
+            sqlx::query_as("SELECT status, terminal_reason FROM executions")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("cancelled", "released")
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn status_reports_the_assignment_and_pending_messages(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .get("/agent/status?key=t1", &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["assignment"]["harness"], "echo");
+        assert_eq!(body["pending_messages"], 0);
+        assert_eq!(body["latest_execution"], Value::Null);
+        let (status, _) = client.get("/agent/status", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn sandbox_tokens_cannot_list_threads(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let token = centaur_auth::sandbox_token::mint(
+            TEST_SIGNING_KEY,
+            "t1",
+            "sbx",
+            i64::from(u32::MAX) - 10,
+            10,
+        );
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client.get("/agent/threads", &Caller::Key(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = client.get("/agent/threads", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["threads"][0]["thread_key"], "t1");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn the_pool_is_admin_only_and_reports_counts(pool: PgPool) {
+        warm::insert_ready(&pool, "sbx-warm-1", "codex")
+            .await
+            .unwrap();
+        let agent_key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, _) = client.get("/agent/pool", &Caller::Key(agent_key)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = client.get("/agent/pool", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["ready"], 1);
+        assert_eq!(body["sandboxes"][0]["sandbox_id"], "sbx-warm-1");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_reads_a_threads_status(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let event = apigw_v2_event(
+            "GET",
+            "/agent/status",
+            "key=t1",
+            &[("x-api-key", &key)],
+            None,
+        );
+        let (status, body) = client.lambda(&event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["thread_key"], "t1");
+    }
+}

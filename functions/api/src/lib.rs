@@ -1,1 +1,71 @@
-//! All Centaur functions on one port (8000).
+//! `api`: every function's routes on one port (8000), for the Helm chart's API Deployment
+//! and local development.
+
+use axum::Router;
+use centaur_core::api::Route;
+use centaur_http::AppState;
+
+/// Every function crate with its routes: what the AWS template and the chart are checked
+/// against.
+pub const FUNCTIONS: &[(&str, &[Route])] = &[
+    ("health", health::ROUTES),
+    ("admin-api-keys", admin_api_keys::ROUTES),
+    ("agent-spawn", agent_spawn::ROUTES),
+    ("agent-message", agent_message::ROUTES),
+    ("agent-execute", agent_execute::ROUTES),
+    ("agent-executions", agent_executions::ROUTES),
+    ("agent-events", agent_events::ROUTES),
+    ("agent-threads", agent_threads::ROUTES),
+];
+
+/// Every function's router, merged.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router(state.clone()))
+        .merge(admin_api_keys::router(state.clone()))
+        .merge(agent_spawn::router(state.clone()))
+        .merge(agent_message::router(state.clone()))
+        .merge(agent_execute::router(state.clone()))
+        .merge(agent_executions::router(state.clone()))
+        .merge(agent_events::router(state.clone()))
+        .merge(agent_threads::router(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centaur_http::testing::{test_state, Caller, TestClient};
+    use sqlx::PgPool;
+
+    fn concrete(path: &str) -> String {
+        path.replace("{execution_id}", "exe_0123456789abcdef")
+            .replace("{thread_key}", "t1")
+            .replace("{id}", "0b5c5a8e-9c1f-4a8e-9d6e-7c7f2f0e2a11")
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn every_listed_route_is_served_by_the_merged_router(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for (function, routes) in FUNCTIONS {
+            for route in *routes {
+                let method = route.method.parse().unwrap();
+                let (status, body) = client
+                    .raw(
+                        method,
+                        &concrete(route.path),
+                        &Caller::Anonymous,
+                        b"{}".to_vec(),
+                    )
+                    .await;
+                let unrouted = status == axum::http::StatusCode::NOT_FOUND
+                    && body["message"] == "no such route";
+                assert!(
+                    !unrouted && status != axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    "{function}: {} {} is not routed ({status})",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+}

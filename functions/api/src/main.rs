@@ -1,1 +1,15 @@
-fn main() {}
+//! `api [migrate]`: every Centaur function on one port (default 8000).
+
+use centaur_config::{ApiConfig, Env};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        centaur_telemetry::init_tracing("api");
+        let config = ApiConfig::from_env(&Env::from_process())?;
+        centaur_store::connect(&config.database.url, 1).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    centaur_http::run_function("api", 8000, api::router).await
+}

@@ -1,1 +1,269 @@
-//! Centaur function: health.
+//! `health`: liveness, readiness (database and queue), the configured harnesses and
+//! integrations (`/health/tools`, admin), and Prometheus metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use centaur_auth::Scope;
+use centaur_core::api::Route;
+use centaur_core::{ExecutionStatus, Harness};
+use centaur_http::{ApiError, AppState, Principal};
+use serde_json::{json, Value};
+
+/// The routes this function serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/health",
+    },
+    Route {
+        method: "GET",
+        path: "/health/live",
+    },
+    Route {
+        method: "GET",
+        path: "/health/ready",
+    },
+    Route {
+        method: "GET",
+        path: "/health/tools",
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+    },
+];
+
+async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let database = sqlx::query("SELECT 1").execute(&state.pool).await;
+    let queue = state.queue.ping().await;
+    let mut body = json!({"status": "ok", "database": database.is_ok(), "queue": queue.is_ok()});
+    let errors: Vec<String> = [
+        database.err().map(|err| format!("database: {err}")),
+        queue.err().map(|err| format!("queue: {err}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if errors.is_empty() {
+        return (StatusCode::OK, Json(body));
+    }
+    body["status"] = json!("degraded");
+    body["error"] = json!(errors.join("; "));
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+}
+
+/// One `/health/tools` entry.
+fn tool(name: &str, kind: &str, ready: bool, detail: String) -> Value {
+    json!({"name": name, "kind": kind, "ready": ready, "detail": detail})
+}
+
+/// What `/health/tools` reports: harness credential bindings, Slack, queue, sandboxes.
+pub fn tools(state: &AppState, queue_ok: Result<(), String>) -> Vec<Value> {
+    let config = &state.config;
+    let mut entries: Vec<Value> = Harness::ALL
+        .into_iter()
+        .map(|harness| match harness.credential_binding() {
+            None => tool(harness.as_str(), "harness", true, "needs no credential".into()),
+            Some(binding) if config.iron_proxy_bound_secrets.iter().any(|s| s == binding.secret) => tool(
+                harness.as_str(),
+                "harness",
+                true,
+                format!("{} bound in iron-proxy for {} ({})", binding.secret, binding.host, binding.header),
+            ),
+            Some(binding) => tool(
+                harness.as_str(),
+                "harness",
+                false,
+                format!(
+                    "{} is not bound in iron-proxy (IRON_PROXY_BOUND_SECRETS); enable the harness in the chart's harnesses.enabled",
+                    binding.secret
+                ),
+            ),
+        })
+        .collect();
+    entries.push(if config.slack_configured {
+        tool(
+            "slack",
+            "integration",
+            true,
+            "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set".into(),
+        )
+    } else {
+        tool(
+            "slack",
+            "integration",
+            false,
+            "set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to use Slack".into(),
+        )
+    });
+    entries.push(match queue_ok {
+        Ok(()) => tool(
+            "queue",
+            "queue",
+            true,
+            format!("{} queue reachable", state.queue.backend_name()),
+        ),
+        Err(err) => tool("queue", "queue", false, err),
+    });
+    entries.push(tool(
+        "sandbox_backend",
+        "sandbox",
+        true,
+        format!(
+            "{:?} backend; default harness {}",
+            config.sandbox.backend, config.sandbox.default_harness
+        ),
+    ));
+    entries
+}
+
+async fn tools_report(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let queue = state.queue.ping().await.map_err(|err| err.to_string());
+    let (loaded, failed): (Vec<Value>, Vec<Value>) = tools(&state, queue)
+        .into_iter()
+        .partition(|entry| entry["ready"] == true);
+    Ok(Json(json!({
+        "summary": {"loaded_count": loaded.len(), "failed_count": failed.len()},
+        "loaded": loaded,
+        "failed": failed,
+    })))
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let recorder = centaur_telemetry::metrics();
+    if let Ok(counts) = centaur_store::dispatch::count_by_status(&state.pool).await {
+        for status in ExecutionStatus::ALL {
+            let count = counts
+                .iter()
+                .find(|(name, _)| name == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("centaur_executions", "status" => status.as_str()).set(count as f64);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        recorder.render(),
+    )
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(live))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/health/tools", get(tools_report))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use sqlx::PgPool;
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn liveness_and_readiness_answer_ok(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for path in ["/health", "/health/live"] {
+            let (status, body) = client.get(path, &Caller::Anonymous).await;
+            assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+        }
+        let (status, body) = client.get("/health/ready", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({"status": "ok", "database": true, "queue": true})
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn readiness_is_503_when_the_database_is_gone(pool: PgPool) {
+        let state = test_state(pool.clone());
+        pool.close().await;
+        let client = TestClient::new(router(state));
+        let (status, body) = client.get("/health/ready", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["database"], false);
+        assert!(body["error"].is_string());
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn tools_report_bound_and_unbound_harnesses_for_admins_only(pool: PgPool) {
+        let agent_key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, _) = client.get("/health/tools", &Caller::Key(agent_key)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = client.get("/health/tools", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let names = |list: &str| -> Vec<String> {
+            body[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert!(
+            names("loaded").contains(&"codex".to_owned()),
+            "OPENAI_API_KEY is bound in the test config"
+        );
+        assert!(names("failed").contains(&"claude-code".to_owned()));
+        assert!(names("failed").contains(&"slack".to_owned()));
+        assert_eq!(
+            body["summary"]["loaded_count"].as_u64().unwrap()
+                + body["summary"]["failed_count"].as_u64().unwrap(),
+            (Harness::ALL.len() + 3) as u64
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn metrics_are_prometheus_text_with_execution_counts(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client.get("/metrics", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.as_str()
+                .unwrap()
+                .contains("centaur_executions{status=\"queued\"}"),
+            "{body}"
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn unknown_routes_and_methods_answer_json(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client.get("/nope", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["code"], "NOT_FOUND");
+        let (status, body) = client.post("/health", &Caller::Anonymous, &json!({})).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_lambda_event_gets_health_and_tools_needs_a_key(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .lambda(&apigw_v2_event("GET", "/health", "", &[], None))
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+        let (status, _) = client
+            .lambda(&apigw_v2_event("GET", "/health/tools", "", &[], None))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}

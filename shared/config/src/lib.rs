@@ -4,10 +4,12 @@
 //! map in tests, so nothing calls `std::env::set_var`. A missing or malformed value is a
 //! [`ConfigError`] that names the variable.
 
+pub mod api;
 pub mod common;
 pub mod dispatcher;
 pub mod env;
 
+pub use api::ApiConfig;
 pub use common::{
     AuthConfig, DatabaseConfig, QueueBackend, QueueConfig, SandboxBackendKind, SandboxConfig,
 };

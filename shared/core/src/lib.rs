@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod canonical;
+pub mod delivery;
 pub mod execution;
 pub mod harness;
 pub mod ids;

@@ -1,1 +1,20 @@
-//! serve() on lambda_http or a plain server, API errors as JSON, auth extractors, shared state.
+//! What every function crate shares: [`serve`] (Lambda or a plain HTTP server), the JSON
+//! error type, extractors that turn bad input into 4xx JSON, the [`Principal`] auth
+//! extractor, and the [`AppState`] built once at start-up.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod serve;
+pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod validate;
+
+pub use app::app;
+pub use auth::Principal;
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiQuery};
+pub use serve::{run_function, serve};
+pub use state::AppState;

@@ -1,1 +1,100 @@
-//! API keys: create, list, revoke, look up by hash, bootstrap service keys.
+//! `api_keys`: create, list, revoke, look up by hash, bootstrap service keys.
+
+use crate::StoreError;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A stored key as listings show it (never the hash or plaintext).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub key_prefix: String,
+    pub scopes: Vec<String>,
+    pub created_by: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const COLUMNS: &str = "id, name, key_prefix, scopes, created_by, created_at, revoked_at";
+
+/// Stores a new key (by hash) and returns its record.
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    key_prefix: &str,
+    key_hash: &str,
+    scopes: &[String],
+    created_by: Option<&str>,
+) -> Result<ApiKeyRecord, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(name)
+    .bind(key_prefix)
+    .bind(key_hash)
+    .bind(scopes)
+    .bind(created_by)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Every key, newest first.
+pub async fn list(pool: &PgPool) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Revokes a key; `None` if no such key. Revoking twice keeps the first time.
+pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The active (not revoked) key with this hash. Looked up per request, so a revocation
+/// takes effect on the next request.
+pub async fn find_active_by_hash(
+    pool: &PgPool,
+    key_hash: &str,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+    ))
+    .bind(key_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Ensures a service key exists with `scopes` and is not revoked (start-up bootstrap).
+pub async fn bootstrap(
+    pool: &PgPool,
+    name: &str,
+    key_prefix: &str,
+    key_hash: &str,
+    scopes: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_by)
+         VALUES ($1, $2, $3, $4, $5, 'bootstrap')
+         ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, scopes = EXCLUDED.scopes,
+             revoked_at = NULL",
+    )
+    .bind(Uuid::new_v4())
+    .bind(name)
+    .bind(key_prefix)
+    .bind(key_hash)
+    .bind(scopes)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! The store's error type.
+//! The store's error types.
 
 /// A repository call failed.
 #[derive(Debug, thiserror::Error)]
@@ -9,4 +9,30 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+}
+
+/// Why a spawn, message, execute or release was refused (each maps to a 409), or the
+/// store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("thread '{0}' has no active assignment; call /agent/spawn first")]
+    NoActiveAssignment(String),
+    #[error("assignment generation {given} is stale; the active generation is {active}")]
+    GenerationStale { given: i64, active: i64 },
+    #[error("thread already has an active '{active}' assignment; release it before spawning '{requested}'")]
+    PromptMismatch { active: String, requested: String },
+    #[error("{key_name} '{key}' was already used with a different payload")]
+    IdempotencyMismatch { key_name: &'static str, key: String },
+    #[error(
+        "thread '{0}' has had 3 failed executions in the last 300 s; inspect them before retrying"
+    )]
+    FailureLoop(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TurnError {
+    fn from(err: sqlx::Error) -> Self {
+        TurnError::Store(StoreError::Database(err))
+    }
 }

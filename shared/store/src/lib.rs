@@ -12,8 +12,9 @@ pub mod messages;
 pub mod migrate;
 pub mod outbox;
 pub mod sessions;
+pub mod threads;
 pub mod warm;
 
-pub use error::StoreError;
+pub use error::{StoreError, TurnError};
 pub use migrate::{connect, MIGRATOR};
 pub use sqlx::PgPool;

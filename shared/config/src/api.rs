@@ -1,0 +1,64 @@
+//! Settings of the API functions.
+
+use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxConfig};
+use crate::env::{ConfigError, Env};
+
+/// Everything the API functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub auth: AuthConfig,
+    pub sandbox: SandboxConfig,
+    /// `IRON_PROXY_BOUND_SECRETS`: secret names bound in iron-proxy (the chart renders it),
+    /// for `/health/tools`.
+    pub iron_proxy_bound_secrets: Vec<String>,
+    /// Both `SLACK_BOT_TOKEN` and `SLACK_SIGNING_SECRET` are set.
+    pub slack_configured: bool,
+}
+
+impl ApiConfig {
+    /// Reads the API's variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env(env)?,
+            queue: QueueConfig::from_env(env)?,
+            auth: AuthConfig::from_env(env)?,
+            sandbox: SandboxConfig::from_env(env)?,
+            iron_proxy_bound_secrets: env
+                .optional("IRON_PROXY_BOUND_SECRETS")
+                .map(|list| {
+                    list.split(',')
+                        .map(|name| name.trim().to_owned())
+                        .filter(|name| !name.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            slack_configured: env.optional("SLACK_BOT_TOKEN").is_some()
+                && env.optional("SLACK_SIGNING_SECRET").is_some(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_secrets_are_a_trimmed_comma_list() {
+        let env = Env::from_pairs([
+            ("DATABASE_URL", "postgres://x"),
+            ("SANDBOX_SIGNING_KEY", "0123456789abcdef0123456789abcdef"),
+            (
+                "IRON_PROXY_BOUND_SECRETS",
+                " OPENAI_API_KEY, ANTHROPIC_API_KEY ,",
+            ),
+        ]);
+        let config = ApiConfig::from_env(&env).expect("valid");
+        assert_eq!(
+            config.iron_proxy_bound_secrets,
+            vec!["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+        );
+        assert!(!config.slack_configured);
+    }
+}

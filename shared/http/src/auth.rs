@@ -1,0 +1,192 @@
+//! Who is calling: the local operator, a database API key, or a sandbox token.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use centaur_auth::scope::{self, Scope};
+use centaur_auth::{api_key, sandbox_token, SandboxClaims};
+use std::net::SocketAddr;
+
+/// Headers that mean "this request was forwarded": never the local operator.
+pub const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A request from loopback with no forwarding header: full access, no key needed.
+    LocalOperator,
+    /// A database API key.
+    ApiKey { name: String, scopes: Vec<Scope> },
+    /// A sandbox token: scope `agent`, limited to one thread.
+    Sandbox(SandboxClaims),
+}
+
+fn credential(headers: &HeaderMap) -> Option<String> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim().to_owned());
+    }
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// True for a loopback peer whose request carries no forwarding header.
+pub fn is_local_operator(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+    peer.is_some_and(|addr| addr.ip().is_loopback())
+        && FORWARDING_HEADERS
+            .iter()
+            .all(|name| !headers.contains_key(*name))
+}
+
+impl Principal {
+    /// Authenticates a request from its headers and peer address.
+    pub async fn authenticate(
+        state: &AppState,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Self, ApiError> {
+        let Some(token) = credential(headers).filter(|token| !token.is_empty()) else {
+            if is_local_operator(peer, headers) {
+                return Ok(Principal::LocalOperator);
+            }
+            return Err(ApiError::Unauthorized("Missing API key".into()));
+        };
+        if sandbox_token::looks_like_sandbox_token(&token) {
+            let now = chrono::Utc::now().timestamp();
+            return sandbox_token::verify(&state.config.auth.sandbox_signing_key, &token, now)
+                .map(Principal::Sandbox)
+                .map_err(|err| ApiError::Unauthorized(format!("Invalid sandbox token: {err}")));
+        }
+        let record =
+            centaur_store::api_keys::find_active_by_hash(&state.pool, &api_key::hash(&token))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("Invalid API key".into()))?;
+        let scopes =
+            scope::parse_all(&record.scopes).map_err(|err| ApiError::Internal(err.to_string()))?;
+        Ok(Principal::ApiKey {
+            name: record.name,
+            scopes,
+        })
+    }
+
+    /// Requires `needed`; 403 names the scope.
+    pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
+        let granted = match self {
+            Principal::LocalOperator => true,
+            Principal::ApiKey { scopes, .. } => scope::grants(scopes, needed),
+            Principal::Sandbox(_) => Scope::Agent.covers(needed),
+        };
+        if granted {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "API key scope does not permit '{needed}'"
+            )))
+        }
+    }
+
+    /// A sandbox token may only touch its own thread.
+    pub fn require_thread(&self, thread_key: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Sandbox(claims) if claims.thread_key != thread_key => Err(
+                ApiError::Forbidden("Sandbox token is scoped to a different thread".into()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses sandbox tokens (thread listings, final deliveries, admin routes).
+    pub fn require_not_sandbox(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Sandbox(_) => Err(ApiError::Forbidden(
+                "Sandbox tokens are not accepted on this route".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A short label for logs (never a key).
+    pub fn label(&self) -> String {
+        match self {
+            Principal::LocalOperator => "local-operator".into(),
+            Principal::ApiKey { name, .. } => format!("key:{name}"),
+            Principal::Sandbox(claims) => format!("sandbox:{}", claims.sandbox_id),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        Principal::authenticate(state, &parts.headers, peer).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn loopback() -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 40000)))
+    }
+
+    #[test]
+    fn loopback_without_forwarding_headers_is_the_local_operator() {
+        assert!(is_local_operator(loopback(), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_forwarding_header_means_not_local_even_on_loopback() {
+        for name in FORWARDING_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static("10.0.0.1"));
+            assert!(!is_local_operator(loopback(), &headers), "{name}");
+        }
+    }
+
+    #[test]
+    fn remote_peers_and_unknown_peers_are_not_local() {
+        assert!(!is_local_operator(
+            Some(SocketAddr::from(([10, 1, 2, 3], 1))),
+            &HeaderMap::new()
+        ));
+        assert!(!is_local_operator(None, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_when_no_api_key_header_is_present() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer cnt_abc"));
+        assert_eq!(credential(&headers).as_deref(), Some("cnt_abc"));
+        headers.insert("x-api-key", HeaderValue::from_static("cnt_first"));
+        assert_eq!(credential(&headers).as_deref(), Some("cnt_first"));
+    }
+
+    #[test]
+    fn sandbox_tokens_cannot_reach_other_threads_or_admin_scope() {
+        let sandbox = Principal::Sandbox(SandboxClaims {
+            thread_key: "t1".into(),
+            sandbox_id: "s".into(),
+            created_at: 0,
+            expires_at: i64::MAX,
+        });
+        assert!(sandbox.require_thread("t1").is_ok());
+        assert!(sandbox.require_thread("t2").is_err());
+        assert!(sandbox.require(Scope::Admin).is_err());
+        assert!(sandbox.require(Scope::AgentExecute).is_ok());
+        assert!(sandbox.require_not_sandbox().is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Read models of threads: status of one, and a listing.
+
+use crate::StoreError;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// One thread in a listing.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ThreadSummary {
+    pub thread_key: String,
+    pub assignment_generation: i64,
+    pub harness: String,
+    pub state: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub latest_execution_id: Option<String>,
+    pub latest_execution_status: Option<String>,
+}
+
+/// Threads by most recent assignment change, newest first.
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.state,
+                a.updated_at, e.execution_id AS latest_execution_id, e.status AS latest_execution_status
+         FROM runtime_assignments a
+         LEFT JOIN LATERAL (SELECT execution_id, status FROM executions x
+                            WHERE x.thread_key = a.thread_key ORDER BY seq DESC LIMIT 1) e ON true
+         ORDER BY a.thread_key, a.assignment_generation DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .map(|mut rows: Vec<ThreadSummary>| {
+        rows.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows
+    })?)
+}
+
+/// `GET /agent/status`: the assignment, the latest execution, undelivered messages and
+/// the sandbox session of a thread.
+pub async fn status(pool: &PgPool, thread_key: &str) -> Result<Value, StoreError> {
+    let assignment: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT assignment_generation, harness, state FROM runtime_assignments
+         WHERE thread_key = $1 ORDER BY assignment_generation DESC LIMIT 1",
+    )
+    .bind(thread_key)
+    .fetch_optional(pool)
+    .await?;
+    let latest: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT execution_id, status, terminal_reason, error_text FROM executions
+         WHERE thread_key = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(thread_key)
+    .fetch_optional(pool)
+    .await?;
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE thread_key = $1 AND delivered_execution_id IS NULL",
+    )
+    .bind(thread_key)
+    .fetch_one(pool)
+    .await?;
+    let session: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT sandbox_id, harness, state FROM sandbox_sessions WHERE thread_key = $1",
+    )
+    .bind(thread_key)
+    .fetch_optional(pool)
+    .await?;
+    let running = latest.as_ref().is_some_and(|(_, status, _, _)| {
+        matches!(
+            status.as_str(),
+            "queued" | "running" | "retry_wait" | "cancel_requested"
+        )
+    });
+    Ok(json!({
+        "ok": true,
+        "thread_key": thread_key,
+        "assignment": assignment.map(|(generation, harness, state)| json!({
+            "assignment_generation": generation, "harness": harness, "state": state,
+        })),
+        "busy": running,
+        "latest_execution": latest.map(|(id, status, reason, error)| json!({
+            "execution_id": id, "status": status, "terminal_reason": reason, "error_text": error,
+        })),
+        "pending_messages": pending,
+        "sandbox": session.map(|(id, harness, state)| json!({"sandbox_id": id, "harness": harness, "state": state})),
+    }))
+}
