@@ -13,9 +13,12 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// Looks a variable up by name.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// A source of environment variables.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl Env {

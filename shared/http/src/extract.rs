@@ -91,28 +91,26 @@ mod tests {
 
     #[test]
     fn a_missing_field_is_a_422_that_names_it() {
-        let err = parse_json::<Body>(br#"{"other": 1}"#).err().expect("error");
+        let err = parse_json::<Body>(br#"{"other": 1}"#).expect_err("error");
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(err.to_string().contains("thread_key"), "{err}");
     }
 
     #[test]
     fn a_wrongly_typed_field_is_a_422() {
-        let err = parse_json::<Body>(br#"{"thread_key": 5}"#)
-            .err()
-            .expect("error");
+        let err = parse_json::<Body>(br#"{"thread_key": 5}"#).expect_err("error");
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]
     fn broken_json_is_a_400() {
-        let err = parse_json::<Body>(b"{not json").err().expect("error");
+        let err = parse_json::<Body>(b"{not json").expect_err("error");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
     fn an_empty_body_is_a_400() {
-        let err = parse_json::<Body>(b"  ").err().expect("error");
+        let err = parse_json::<Body>(b"  ").expect_err("error");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -20,20 +20,18 @@ pub struct ThreadSummary {
 /// Threads by most recent assignment change, newest first.
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.state,
-                a.updated_at, e.execution_id AS latest_execution_id, e.status AS latest_execution_status
-         FROM runtime_assignments a
-         LEFT JOIN LATERAL (SELECT execution_id, status FROM executions x
-                            WHERE x.thread_key = a.thread_key ORDER BY seq DESC LIMIT 1) e ON true
-         ORDER BY a.thread_key, a.assignment_generation DESC",
+        "SELECT * FROM (
+             SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.state,
+                    a.updated_at, e.execution_id AS latest_execution_id, e.status AS latest_execution_status
+             FROM runtime_assignments a
+             LEFT JOIN LATERAL (SELECT execution_id, status FROM executions x
+                                WHERE x.thread_key = a.thread_key ORDER BY seq DESC LIMIT 1) e ON true
+             ORDER BY a.thread_key, a.assignment_generation DESC) latest
+         ORDER BY updated_at DESC LIMIT $1",
     )
+    .bind(limit)
     .fetch_all(pool)
-    .await
-    .map(|mut rows: Vec<ThreadSummary>| {
-        rows.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows
-    })?)
+    .await?)
 }
 
 /// `GET /agent/status`: the assignment, the latest execution, undelivered messages and
