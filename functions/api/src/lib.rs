@@ -18,6 +18,21 @@ pub const FUNCTIONS: &[(&str, &[Route])] = &[
     ("agent-threads", agent_threads::ROUTES),
 ];
 
+/// `FUNCTIONS` as JSON: `{"<function>": [{"method": …, "path": …}, …], …}`.
+pub fn routes_json() -> String {
+    let functions: serde_json::Map<String, serde_json::Value> = FUNCTIONS
+        .iter()
+        .map(|(name, routes)| {
+            let routes = routes
+                .iter()
+                .map(|route| serde_json::json!({"method": route.method, "path": route.path}))
+                .collect();
+            ((*name).to_owned(), serde_json::Value::Array(routes))
+        })
+        .collect();
+    serde_json::Value::Object(functions).to_string()
+}
+
 /// Every function's router, merged.
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -1,9 +1,15 @@
-//! `api [migrate]`: every Centaur function on one port (default 8000).
+//! `api [migrate | routes]`: every Centaur function on one port (default 8000).
+//! `migrate` applies the migrations and exits; `routes` prints every function's routes as
+//! JSON (what the AWS template and the Helm chart are checked against).
 
 use centaur_config::{ApiConfig, Env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("routes") {
+        println!("{}", api::routes_json());
+        return Ok(());
+    }
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         centaur_telemetry::init_tracing("api");
         let config = ApiConfig::from_env(&Env::from_process())?;

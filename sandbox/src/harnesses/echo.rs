@@ -1,7 +1,8 @@
 //! The `echo` harness: no model; answers with the text of the turn. For plumbing checks,
 //! the quick-start and tests. Directive lines (removed from the answer):
-//! `@sleep <ms>` waits (heartbeating every second), `@fail <message>` fails the turn,
-//! `@exit <code>` ends the whole sandbox process mid-turn (a crashed sandbox).
+//! `@sleep <ms>` waits (heartbeating every second), `@hang <ms>` waits silently (a stuck
+//! harness), `@fail <message>` fails the turn, `@exit <code>` ends the whole sandbox
+//! process mid-turn (a crashed sandbox).
 
 use super::{HarnessDriver, Turn, TurnEvents, TurnResult};
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ pub struct EchoDriver;
 
 enum Directive {
     Sleep(u64),
+    Hang(u64),
     Fail(String),
     Exit(i32),
 }
@@ -21,6 +23,7 @@ fn parse_directive(line: &str) -> Option<Directive> {
     let (name, argument) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
     match name {
         "@sleep" => argument.trim().parse().ok().map(Directive::Sleep),
+        "@hang" => argument.trim().parse().ok().map(Directive::Hang),
         "@fail" => Some(Directive::Fail(argument.trim().to_owned())),
         "@exit" => argument.trim().parse().ok().map(Directive::Exit),
         _ => None,
@@ -49,6 +52,7 @@ impl HarnessDriver for EchoDriver {
         for line in prompt.lines() {
             match parse_directive(line) {
                 Some(Directive::Sleep(millis)) => sleep_with_heartbeats(millis, events).await,
+                Some(Directive::Hang(millis)) => tokio::time::sleep(Duration::from_millis(millis)).await,
                 Some(Directive::Fail(message)) => {
                     events
                         .emit(HarnessEvent::Error {
