@@ -22,6 +22,7 @@ const PID_FILE: &str = "pid";
 const SPEC_FILE: &str = "spec.json";
 const SOCKET_FILE: &str = "sandbox.sock";
 const LOG_FILE: &str = "sandbox.log";
+const EXIT_CODE_FILE: &str = "exit_code";
 /// How long `attach` waits for a just-started sandbox to open its socket.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
 /// How long `stop` waits after SIGTERM before SIGKILL.
@@ -82,7 +83,9 @@ impl LocalBackend {
         match Self::read_pid(&dir) {
             Some(pid) if process_is_alive(pid) => SandboxStatus::Running,
             Some(pid) => SandboxStatus::Exited {
-                code: None,
+                code: std::fs::read_to_string(dir.join(EXIT_CODE_FILE))
+                    .ok()
+                    .and_then(|code| code.trim().parse().ok()),
                 detail: format!(
                     "local sandbox {id} process {pid} has exited; its log is {}",
                     dir.join(LOG_FILE).display()
@@ -145,9 +148,15 @@ impl LocalBackend {
             .ok_or_else(|| start_failed("the sandbox process exited at once".into()))?;
         std::fs::write(dir.join(PID_FILE), pid.to_string())
             .map_err(|err| start_failed(err.to_string()))?;
-        // Reap the child when it exits so it never lingers as a zombie while we live.
+        // Reap the child when it exits (no zombie while we live) and record its exit code
+        // for the operator; a sandbox outliving this process is reaped by init instead.
+        let exit_code_path = dir.join(EXIT_CODE_FILE);
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            if let Ok(status) = child.wait().await {
+                if let Some(code) = status.code() {
+                    let _ = std::fs::write(exit_code_path, code.to_string());
+                }
+            }
         });
         Ok(pid)
     }

@@ -1,0 +1,206 @@
+//! How executions end besides completing: cancel, silence deadline, a crashed sandbox;
+//! and how they start: a lost queue message is re-sent by the sweep, a warm sandbox is
+//! claimed when the pool is on.
+#![allow(clippy::unwrap_used)]
+
+use centaur_tests::{Stack, StackOptions};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn options(env: &[(&str, &str)]) -> StackOptions {
+    StackOptions {
+        extra_env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+        ..StackOptions::default()
+    }
+}
+
+async fn wait_until_running(stack: &Stack, execution_id: &str) {
+    let client = stack.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let execution = client.execution(execution_id).await.unwrap();
+        let started = execution["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_json"]["type"] == "turn.started");
+        if started {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never started\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let client = stack.client();
+    let id = client
+        .turn("cancel-me", "@sleep 20000\nnever finished")
+        .await
+        .unwrap();
+    wait_until_running(&stack, &id).await;
+
+    let (status, body) = client
+        .post(&format!("/agent/executions/{id}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "cancel_requested");
+    let execution = client
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        execution["status"],
+        "cancelled",
+        "{execution}\n{}",
+        stack.logs()
+    );
+    assert_eq!(execution["terminal_reason"], "cancelled");
+    let interrupted = execution["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_json"]["kind"] == "interrupted");
+    assert!(interrupted, "the harness was interrupted: {execution}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_harness_fails_at_the_silence_deadline_and_its_sandbox_is_stopped() {
+    let stack = Stack::start(options(&[("EXECUTION_SILENCE_TIMEOUT_S", "2")]))
+        .await
+        .unwrap();
+    let client = stack.client();
+    let id = client.turn("silent", "@hang 30000\nnever").await.unwrap();
+    let execution = client
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        execution["status"],
+        "failed_permanent",
+        "{execution}\n{}",
+        stack.logs()
+    );
+    assert_eq!(execution["terminal_reason"], "silence_deadline_exceeded");
+    let error_text = execution["error_text"].as_str().unwrap();
+    assert!(
+        error_text.contains("no output") && error_text.contains("2s"),
+        "{error_text}"
+    );
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_that_exits_mid_turn_fails_as_sandbox_lost_with_its_exit_code() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let client = stack.client();
+    let id = client.turn("crashing", "@exit 3").await.unwrap();
+    let execution = client
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        execution["status"],
+        "failed_permanent",
+        "{execution}\n{}",
+        stack.logs()
+    );
+    assert_eq!(execution["terminal_reason"], "sandbox_lost");
+    let error_text = execution["error_text"].as_str().unwrap();
+    assert!(error_text.contains("exited with code 3"), "{error_text}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_execution_whose_message_was_lost_is_run_after_the_sweep() {
+    let mut stack = Stack::start(StackOptions {
+        dispatchers: 0,
+        ..options(&[("QUEUE_SWEEP_AFTER_S", "1")])
+    })
+    .await
+    .unwrap();
+    let client = stack.client();
+    let id = client.turn("lost-message", "found again").await.unwrap();
+    let pool = stack.database.pool().await.unwrap();
+    let deleted = sqlx::query("DELETE FROM queue_messages")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 1);
+
+    stack.start_dispatcher().await.unwrap();
+    let execution = client
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        execution["status"],
+        "completed",
+        "{execution}\n{}",
+        stack.logs()
+    );
+    assert_eq!(execution["result_text"], "found again");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_refills() {
+    let stack = Stack::start(options(&[
+        ("WARM_POOL_ENABLED", "true"),
+        ("WARM_POOL_SIZE", "1"),
+        ("WARM_POOL_HARNESS", "echo"),
+    ]))
+    .await
+    .unwrap();
+    let client = stack.client();
+    let ready = |body: &serde_json::Value| body["ready"].as_u64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, pool) = client.get("/agent/pool").await.unwrap();
+        if ready(&pool) == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool never filled: {pool}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let id = client.turn("warm-thread", "warm hello").await.unwrap();
+    let execution = client
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert!(
+        execution["sandbox_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sbx-warm-"),
+        "{execution}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, pool) = client.get("/agent/pool").await.unwrap();
+        if ready(&pool) == 1 && pool["claimed"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool never refilled: {pool}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.stop().await.unwrap();
+}
