@@ -52,7 +52,9 @@ impl HarnessDriver for EchoDriver {
         for line in prompt.lines() {
             match parse_directive(line) {
                 Some(Directive::Sleep(millis)) => sleep_with_heartbeats(millis, events).await,
-                Some(Directive::Hang(millis)) => tokio::time::sleep(Duration::from_millis(millis)).await,
+                Some(Directive::Hang(millis)) => {
+                    tokio::time::sleep(Duration::from_millis(millis)).await
+                }
                 Some(Directive::Fail(message)) => {
                     events
                         .emit(HarnessEvent::Error {
