@@ -1,4 +1,5 @@
-//! Behaviour every `Queue` backend must have. Each backend's test file runs this suite.
+//! Test support shared by each backend's test file.
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod moto;
