@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Longest long-poll per receive.
-const RECEIVE_WAIT: Duration = Duration::from_secs(20);
-
 /// Claims `execution_id` for this process (unless it already drives it).
 pub async fn claim(
     dispatcher: &Dispatcher,
@@ -105,9 +102,12 @@ pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool
             }
             continue;
         }
-        let visibility = dispatcher.config.queue_visibility;
+        let (wait, visibility) = (
+            dispatcher.config.queue_wait,
+            dispatcher.config.queue_visibility,
+        );
         let received = tokio::select! {
-            received = dispatcher.queue.receive(free.min(10), RECEIVE_WAIT, visibility) => received,
+            received = dispatcher.queue.receive(free.min(10), wait, visibility) => received,
             _ = shutdown.changed() => return,
         };
         match received {

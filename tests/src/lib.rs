@@ -4,10 +4,36 @@
 pub mod binaries;
 pub mod client;
 pub mod database;
+#[path = "../../shared/queue/tests/support/moto.rs"]
+pub mod moto;
 pub mod process;
 pub mod stack;
 
 pub use client::ApiClient;
 pub use database::TestDatabase;
 pub use process::ChildProcess;
-pub use stack::{Stack, StackOptions};
+pub use stack::{QueueKind, Stack, StackOptions};
+
+/// Runs each named `async fn(QueueKind)` test twice: in `on_postgres` and in `on_sqs`
+/// (moto), so the dispatcher is held to the same behaviour on both queues.
+#[macro_export]
+macro_rules! on_both_queues {
+    ($($name:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::QueueKind::Postgres).await;
+                }
+            )*
+        }
+        mod on_sqs {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::QueueKind::Sqs).await;
+                }
+            )*
+        }
+    };
+}

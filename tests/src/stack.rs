@@ -4,6 +4,7 @@
 use crate::binaries::binary;
 use crate::client::ApiClient;
 use crate::database::TestDatabase;
+use crate::moto::Moto;
 use crate::process::ChildProcess;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -15,23 +16,38 @@ pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789a
 /// The Slackbot service key every test stack bootstraps (tests only).
 pub const TEST_SLACKBOT_KEY: &str = "cnt_test_slackbot_key_0123456789abcdef";
 
+/// Which queue the stack's processes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// `QUEUE_BACKEND=postgres`.
+    Postgres,
+    /// `QUEUE_BACKEND=sqs` against a `moto_server` started for the stack.
+    Sqs,
+}
+
 /// How to start a [`Stack`].
 #[derive(Debug, Clone)]
 pub struct StackOptions {
+    /// The queue backend.
+    pub queue: QueueKind,
     /// Dispatchers started with the stack.
     pub dispatchers: usize,
     /// `EXECUTION_LEASE_S`: short, so a killed dispatcher's lease expires quickly.
     pub lease_secs: u64,
     /// Extra environment for every process (overrides the defaults).
     pub extra_env: BTreeMap<String, String>,
+    /// Extra environment for the `api` process only (applied last).
+    pub api_env: BTreeMap<String, String>,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
+            queue: QueueKind::Postgres,
             dispatchers: 1,
             lease_secs: 3,
             extra_env: BTreeMap::new(),
+            api_env: BTreeMap::new(),
         }
     }
 }
@@ -44,6 +60,8 @@ pub struct Stack {
     pub api_url: String,
     api: ChildProcess,
     dispatchers: Vec<ChildProcess>,
+    /// The SQS server, kept alive (and killed on drop) with the stack.
+    _moto: Option<Moto>,
     base_env: BTreeMap<String, String>,
     work_dir: PathBuf,
 }
@@ -102,20 +120,50 @@ impl Stack {
             "SANDBOX_STATE_DIR".into(),
             work_dir.join("sandboxes").display().to_string(),
         );
+        let moto = match options.queue {
+            QueueKind::Postgres => None,
+            QueueKind::Sqs => {
+                let moto = Moto::start().await;
+                let name = database
+                    .url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("centaur")
+                    .replace('_', "-");
+                let (queue_url, _) = moto.fifo_queue_with_dlq(&name, 5).await;
+                for (key, value) in [
+                    ("QUEUE_BACKEND", "sqs"),
+                    ("SQS_QUEUE_URL", queue_url.as_str()),
+                    ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+                    ("AWS_ACCESS_KEY_ID", "test"),
+                    ("AWS_SECRET_ACCESS_KEY", "test"),
+                    ("AWS_REGION", "us-east-1"),
+                    // moto's long poll does not notice a FIFO group unblocking mid-poll
+                    // (real SQS does), so poll briefly instead of for 20 s.
+                    ("QUEUE_WAIT_S", "1"),
+                ] {
+                    base_env.insert(key.to_owned(), value.to_owned());
+                }
+                Some(moto)
+            }
+        };
         base_env.extend(options.extra_env.clone());
 
         let mut api_env = base_env.clone();
         api_env.insert("PORT".into(), api_port.to_string());
+        api_env.extend(options.api_env.clone());
         let api = ChildProcess::spawn("api", &binary("api"), &[], &api_env, &work_dir)?;
         let mut stack = Self {
             database,
             api_url,
             api,
             dispatchers: Vec::new(),
+            _moto: moto,
             base_env,
             work_dir,
         };
-        let ready = format!("{}/health/ready", stack.api_url);
+        // Liveness, not readiness: a test may give the API a broken queue on purpose.
+        let ready = format!("{}/health/live", stack.api_url);
         if let Err(err) = wait_http_ok(&ready, Duration::from_secs(30)).await {
             anyhow::bail!("{err}\n{}", stack.api.log_tail(40));
         }

@@ -3,7 +3,7 @@
 //! sandbox, replays the events it missed, and finishes the execution exactly once.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{Stack, StackOptions};
+use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -31,9 +31,15 @@ fn count(events: &[Value], predicate: impl Fn(&Value) -> bool) -> usize {
     events.iter().filter(|event| predicate(event)).count()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_one() {
-    let mut stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_one(
+    queue: QueueKind,
+) {
+    let mut stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
     let execution_id = client
         .turn("crash-thread", "@sleep 4000\nsurvive the crash")
@@ -83,9 +89,13 @@ async fn a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost() {
-    let mut stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(queue: QueueKind) {
+    let mut stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
     let execution_id = client
         .turn("crash-lost", "@sleep 4000\nnever answered")
@@ -126,3 +136,8 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
     );
     stack.stop().await.unwrap();
 }
+
+on_both_queues!(
+    a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_one,
+    a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost,
+);

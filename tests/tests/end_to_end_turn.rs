@@ -2,12 +2,16 @@
 //! database, exactly as the deployment guide's "Verify the deployment" runs it.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{Stack, StackOptions};
+use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_turn_runs_from_execute_to_completed_with_its_event_trail() {
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_turn_runs_from_execute_to_completed_with_its_event_trail(queue: QueueKind) {
+    let stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
 
     let execution_id = client
@@ -60,9 +64,15 @@ async fn a_turn_runs_from_execute_to_completed_with_its_event_trail() {
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_turn_on_the_thread_reuses_the_sandbox_and_sees_only_new_messages() {
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_second_turn_on_the_thread_reuses_the_sandbox_and_sees_only_new_messages(
+    queue: QueueKind,
+) {
+    let stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
 
     let first = client.turn("e2e-two-turns", "first").await.unwrap();
@@ -82,9 +92,15 @@ async fn a_second_turn_on_the_thread_reuses_the_sandbox_and_sees_only_new_messag
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_harness_failure_ends_the_execution_with_an_error_text_an_operator_can_read() {
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_harness_failure_ends_the_execution_with_an_error_text_an_operator_can_read(
+    queue: QueueKind,
+) {
+    let stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
 
     let execution_id = client
@@ -105,3 +121,9 @@ async fn a_harness_failure_ends_the_execution_with_an_error_text_an_operator_can
     );
     stack.stop().await.unwrap();
 }
+
+on_both_queues!(
+    a_turn_runs_from_execute_to_completed_with_its_event_trail,
+    a_second_turn_on_the_thread_reuses_the_sandbox_and_sees_only_new_messages,
+    a_harness_failure_ends_the_execution_with_an_error_text_an_operator_can_read,
+);

@@ -3,13 +3,14 @@
 //! claimed when the pool is on.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{Stack, StackOptions};
+use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-fn options(env: &[(&str, &str)]) -> StackOptions {
+fn options(queue: QueueKind, env: &[(&str, &str)]) -> StackOptions {
     StackOptions {
+        queue,
         extra_env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -36,9 +37,13 @@ async fn wait_until_running(stack: &Stack, execution_id: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled() {
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled(queue: QueueKind) {
+    let stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
     let id = client
         .turn("cancel-me", "@sleep 20000\nnever finished")
@@ -73,9 +78,10 @@ async fn cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled() {
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_silent_harness_fails_at_the_silence_deadline_and_its_sandbox_is_stopped() {
-    let stack = Stack::start(options(&[("EXECUTION_SILENCE_TIMEOUT_S", "2")]))
+async fn a_silent_harness_fails_at_the_silence_deadline_and_its_sandbox_is_stopped(
+    queue: QueueKind,
+) {
+    let stack = Stack::start(options(queue, &[("EXECUTION_SILENCE_TIMEOUT_S", "2")]))
         .await
         .unwrap();
     let client = stack.client();
@@ -100,9 +106,13 @@ async fn a_silent_harness_fails_at_the_silence_deadline_and_its_sandbox_is_stopp
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sandbox_that_exits_mid_turn_fails_as_sandbox_lost_with_its_exit_code() {
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+async fn a_sandbox_that_exits_mid_turn_fails_as_sandbox_lost_with_its_exit_code(queue: QueueKind) {
+    let stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let client = stack.client();
     let id = client.turn("crashing", "@exit 3").await.unwrap();
     let execution = client
@@ -122,22 +132,29 @@ async fn a_sandbox_that_exits_mid_turn_fails_as_sandbox_lost_with_its_exit_code(
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_queued_execution_whose_message_was_lost_is_run_after_the_sweep() {
-    let mut stack = Stack::start(StackOptions {
+async fn a_queued_execution_whose_wake_up_was_lost_is_run_after_the_sweep(queue: QueueKind) {
+    let mut options = StackOptions {
         dispatchers: 0,
-        ..options(&[("QUEUE_SWEEP_AFTER_S", "1")])
-    })
-    .await
-    .unwrap();
+        ..options(queue, &[("QUEUE_SWEEP_AFTER_S", "1")])
+    };
+    if queue == QueueKind::Sqs {
+        // The API's send fails after the row is committed: it still answers 202.
+        options.api_env.insert(
+            "SQS_QUEUE_URL".into(),
+            "https://sqs.us-east-1.amazonaws.com/000000000000/missing.fifo".into(),
+        );
+    }
+    let mut stack = Stack::start(options).await.unwrap();
     let client = stack.client();
     let id = client.turn("lost-message", "found again").await.unwrap();
-    let pool = stack.database.pool().await.unwrap();
-    let deleted = sqlx::query("DELETE FROM queue_messages")
-        .execute(&pool)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected(), 1);
+    if queue == QueueKind::Postgres {
+        let pool = stack.database.pool().await.unwrap();
+        let deleted = sqlx::query("DELETE FROM queue_messages")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(deleted.rows_affected(), 1);
+    }
 
     stack.start_dispatcher().await.unwrap();
     let execution = client
@@ -154,13 +171,17 @@ async fn a_queued_execution_whose_message_was_lost_is_run_after_the_sweep() {
     stack.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_refills() {
-    let stack = Stack::start(options(&[
-        ("WARM_POOL_ENABLED", "true"),
-        ("WARM_POOL_SIZE", "1"),
-        ("WARM_POOL_HARNESS", "echo"),
-    ]))
+async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_refills(
+    queue: QueueKind,
+) {
+    let stack = Stack::start(options(
+        queue,
+        &[
+            ("WARM_POOL_ENABLED", "true"),
+            ("WARM_POOL_SIZE", "1"),
+            ("WARM_POOL_HARNESS", "echo"),
+        ],
+    ))
     .await
     .unwrap();
     let client = stack.client();
@@ -204,3 +225,11 @@ async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_r
     }
     stack.stop().await.unwrap();
 }
+
+on_both_queues!(
+    cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled,
+    a_silent_harness_fails_at_the_silence_deadline_and_its_sandbox_is_stopped,
+    a_sandbox_that_exits_mid_turn_fails_as_sandbox_lost_with_its_exit_code,
+    a_queued_execution_whose_wake_up_was_lost_is_run_after_the_sweep,
+    with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_refills,
+);

@@ -1,13 +1,13 @@
 //! Concurrent executes on one thread run one at a time, in the order they were accepted.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{Stack, StackOptions};
+use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order() {
+async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order(queue: QueueKind) {
     let stack = Stack::start(StackOptions {
+        queue,
         dispatchers: 2,
         ..StackOptions::default()
     })
@@ -61,3 +61,5 @@ async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order() {
     }
     stack.stop().await.unwrap();
 }
+
+on_both_queues!(concurrent_executes_on_one_thread_run_one_at_a_time_in_order,);

@@ -26,6 +26,8 @@ pub struct DispatcherConfig {
     pub silence_timeout: Duration,
     /// `EXECUTION_HARD_TIMEOUT_S` (3600): fail a turn running longer than this.
     pub hard_timeout: Duration,
+    /// `QUEUE_WAIT_S` (20, the SQS maximum): how long one receive long-polls.
+    pub queue_wait: Duration,
     /// `QUEUE_VISIBILITY_S` (120): how long a received message stays hidden.
     pub queue_visibility: Duration,
     /// `QUEUE_SWEEP_AFTER_S` (30): re-send `queued` rows older than this.
@@ -84,6 +86,7 @@ impl DispatcherConfig {
             lease: seconds(env, "EXECUTION_LEASE_S", 60)?,
             silence_timeout: seconds(env, "EXECUTION_SILENCE_TIMEOUT_S", 600)?,
             hard_timeout: seconds(env, "EXECUTION_HARD_TIMEOUT_S", 3600)?,
+            queue_wait: Duration::from_secs(env.parsed_or::<u64>("QUEUE_WAIT_S", 20)?.min(20)),
             queue_visibility: seconds(env, "QUEUE_VISIBILITY_S", 120)?,
             sweep_after: seconds(env, "QUEUE_SWEEP_AFTER_S", 30)?,
             sandbox_idle_ttl: seconds(env, "SANDBOX_IDLE_TTL_S", 86_400)?,
