@@ -3,16 +3,22 @@
 //!
 //!   cargo build --release --bins && cargo bench -p centaur-tests --bench control_plane
 //!
-//! Figures:
+//! Figures, for the Postgres queue and for SQS (moto) in the same run:
 //! 1. `POST /agent/execute` latency p50/p99 under load (C concurrent clients, API alone).
 //! 2. Dispatch throughput: one dispatcher draining that backlog, executions/s.
 //! 3. execute-202 → first harness event persisted, p50/p99, for a thread's first turn
 //!    (sandbox started) and a later turn (sandbox reused). Measured from the rows'
 //!    own timestamps (`executions.created_at` → first `harness_event.created_at`).
 //! 4. Peak RSS (VmHWM) of `api` and `dispatcher`.
+//!
+//! Then, per function binary: its size and its cold start under the Lambda runtime
+//! contract (process exec → first response posted to the runtime API).
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{ApiClient, Stack, StackOptions};
+use centaur_tests::binaries::binary;
+use centaur_tests::lambda_runtime::FakeLambdaRuntime;
+use centaur_tests::stack::TEST_SIGNING_KEY;
+use centaur_tests::{ApiClient, ChildProcess, QueueKind, Stack, StackOptions, TestDatabase};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -124,39 +130,29 @@ async fn first_event_latency(
     histogram
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let load_threads = env_usize("BENCH_LOAD_THREADS", LOAD_THREADS);
-    let load_clients = env_usize("BENCH_LOAD_CLIENTS", LOAD_CLIENTS);
-    let latency_turns = env_usize("BENCH_LATENCY_TURNS", LATENCY_TURNS);
+async fn queue_figures(queue: QueueKind, load_threads: usize, load_clients: usize, latency_turns: usize) {
     let options = StackOptions {
+        queue,
         dispatchers: 0,
         lease_secs: 60,
         extra_env: BTreeMap::from([("RUST_LOG".to_owned(), "warn".to_owned())]),
+        ..StackOptions::default()
     };
     let mut stack = Stack::start(options).await.unwrap();
     let pool = stack.database.pool().await.unwrap();
     let client = stack.client();
-    println!(
-        "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
+    println!("\n--- queue: {queue:?} ---");
 
     let ids = execute_latency_under_load(&client, load_threads, load_clients).await;
 
     let drain_started = Instant::now();
     stack.start_dispatcher().await.unwrap();
     for id in &ids {
-        client
-            .wait_terminal(id, Duration::from_secs(600))
-            .await
-            .unwrap();
+        client.wait_terminal(id, Duration::from_secs(600)).await.unwrap();
     }
     let drained = drain_started.elapsed();
     println!(
-        "{:<58} {:>8.1} executions/s ({} executions, {} threads, new sandbox each)",
+        "{:<58} {:>8.1} executions/s ({} executions on {} threads, a new sandbox each)",
         "dispatch throughput (1 dispatcher, backlog drain)",
         ids.len() as f64 / drained.as_secs_f64(),
         ids.len(),
@@ -164,28 +160,69 @@ async fn main() {
     );
 
     let first = first_event_latency(&stack, &pool, latency_turns, false).await;
-    print_histogram(
-        "execute-202 -> first harness event (new thread, new sandbox)",
-        &first,
-        "ms",
-    );
+    print_histogram("execute-202 -> first harness event (new thread, new sandbox)", &first, "ms");
     let warm = first_event_latency(&stack, &pool, latency_turns, true).await;
-    print_histogram(
-        "execute-202 -> first harness event (sandbox reused)",
-        &warm,
-        "ms",
-    );
+    print_histogram("execute-202 -> first harness event (sandbox reused)", &warm, "ms");
 
-    let kib = |value: Option<u64>| {
-        value.map_or("n/a".to_owned(), |v| {
-            format!("{:.1} MiB", v as f64 / 1024.0)
-        })
-    };
+    let kib = |value: Option<u64>| value.map_or("n/a".to_owned(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
     println!("{:<58} {}", "peak RSS api", kib(stack.api().peak_rss_kib()));
-    println!(
-        "{:<58} {}",
-        "peak RSS dispatcher",
-        kib(stack.dispatcher(0).peak_rss_kib())
-    );
+    println!("{:<58} {}", "peak RSS dispatcher", kib(stack.dispatcher(0).peak_rss_kib()));
     stack.stop().await.unwrap();
+}
+
+/// Size and cold start (exec → first response through the Lambda runtime API) per function.
+async fn function_figures(runs: usize) {
+    const FUNCTIONS: [&str; 8] = [
+        "health", "admin-api-keys", "agent-spawn", "agent-message",
+        "agent-execute", "agent-executions", "agent-events", "agent-threads",
+    ];
+    let database = TestDatabase::create().await.unwrap();
+    let log_dir = std::env::temp_dir().join(format!("centaur-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    println!("\n--- functions (this machine's x86_64 release build; Lambda runs arm64) ---");
+    for function in FUNCTIONS {
+        let path = binary(function);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut histogram = Histogram::<u64>::new(3).unwrap();
+        for run in 0..runs {
+            let mut runtime = FakeLambdaRuntime::start().await.unwrap();
+            let env: BTreeMap<String, String> = [
+                ("AWS_LAMBDA_RUNTIME_API", runtime.address.as_str()),
+                ("DATABASE_URL", database.url.as_str()),
+                ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
+                ("RUST_LOG", "warn"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            let event = centaur_http::testing::apigw_v2_event("GET", "/health", "", &[], None);
+            let started = Instant::now();
+            let _process = ChildProcess::spawn(function, &path, &[], &env, &log_dir).unwrap();
+            runtime.invoke(&format!("req-{run}"), event, Duration::from_secs(30)).await.unwrap();
+            histogram.record(started.elapsed().as_micros() as u64).unwrap();
+        }
+        println!(
+            "{function:<18} binary {:>6.1} MiB   cold start p50 {:>7.2} ms  max {:>7.2} ms (n={runs})",
+            size as f64 / (1024.0 * 1024.0),
+            histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            histogram.max() as f64 / 1000.0,
+        );
+    }
+    database.drop_database().await.unwrap();
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let load_threads = env_usize("BENCH_LOAD_THREADS", LOAD_THREADS);
+    let load_clients = env_usize("BENCH_LOAD_CLIENTS", LOAD_CLIENTS);
+    let latency_turns = env_usize("BENCH_LATENCY_TURNS", LATENCY_TURNS);
+    println!(
+        "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    for queue in [QueueKind::Postgres, QueueKind::Sqs] {
+        queue_figures(queue, load_threads, load_clients, latency_turns).await;
+    }
+    function_figures(env_usize("BENCH_COLD_STARTS", 5)).await;
 }
