@@ -130,7 +130,12 @@ async fn first_event_latency(
     histogram
 }
 
-async fn queue_figures(queue: QueueKind, load_threads: usize, load_clients: usize, latency_turns: usize) {
+async fn queue_figures(
+    queue: QueueKind,
+    load_threads: usize,
+    load_clients: usize,
+    latency_turns: usize,
+) {
     let options = StackOptions {
         queue,
         dispatchers: 0,
@@ -148,7 +153,10 @@ async fn queue_figures(queue: QueueKind, load_threads: usize, load_clients: usiz
     let drain_started = Instant::now();
     stack.start_dispatcher().await.unwrap();
     for id in &ids {
-        client.wait_terminal(id, Duration::from_secs(600)).await.unwrap();
+        client
+            .wait_terminal(id, Duration::from_secs(600))
+            .await
+            .unwrap();
     }
     let drained = drain_started.elapsed();
     println!(
@@ -160,21 +168,43 @@ async fn queue_figures(queue: QueueKind, load_threads: usize, load_clients: usiz
     );
 
     let first = first_event_latency(&stack, &pool, latency_turns, false).await;
-    print_histogram("execute-202 -> first harness event (new thread, new sandbox)", &first, "ms");
+    print_histogram(
+        "execute-202 -> first harness event (new thread, new sandbox)",
+        &first,
+        "ms",
+    );
     let warm = first_event_latency(&stack, &pool, latency_turns, true).await;
-    print_histogram("execute-202 -> first harness event (sandbox reused)", &warm, "ms");
+    print_histogram(
+        "execute-202 -> first harness event (sandbox reused)",
+        &warm,
+        "ms",
+    );
 
-    let kib = |value: Option<u64>| value.map_or("n/a".to_owned(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+    let kib = |value: Option<u64>| {
+        value.map_or("n/a".to_owned(), |v| {
+            format!("{:.1} MiB", v as f64 / 1024.0)
+        })
+    };
     println!("{:<58} {}", "peak RSS api", kib(stack.api().peak_rss_kib()));
-    println!("{:<58} {}", "peak RSS dispatcher", kib(stack.dispatcher(0).peak_rss_kib()));
+    println!(
+        "{:<58} {}",
+        "peak RSS dispatcher",
+        kib(stack.dispatcher(0).peak_rss_kib())
+    );
     stack.stop().await.unwrap();
 }
 
 /// Size and cold start (exec → first response through the Lambda runtime API) per function.
 async fn function_figures(runs: usize) {
     const FUNCTIONS: [&str; 8] = [
-        "health", "admin-api-keys", "agent-spawn", "agent-message",
-        "agent-execute", "agent-executions", "agent-events", "agent-threads",
+        "health",
+        "admin-api-keys",
+        "agent-spawn",
+        "agent-message",
+        "agent-execute",
+        "agent-executions",
+        "agent-events",
+        "agent-threads",
     ];
     let database = TestDatabase::create().await.unwrap();
     let log_dir = std::env::temp_dir().join(format!("centaur-bench-{}", std::process::id()));
@@ -198,8 +228,13 @@ async fn function_figures(runs: usize) {
             let event = centaur_http::testing::apigw_v2_event("GET", "/health", "", &[], None);
             let started = Instant::now();
             let _process = ChildProcess::spawn(function, &path, &[], &env, &log_dir).unwrap();
-            runtime.invoke(&format!("req-{run}"), event, Duration::from_secs(30)).await.unwrap();
-            histogram.record(started.elapsed().as_micros() as u64).unwrap();
+            runtime
+                .invoke(&format!("req-{run}"), event, Duration::from_secs(30))
+                .await
+                .unwrap();
+            histogram
+                .record(started.elapsed().as_micros() as u64)
+                .unwrap();
         }
         println!(
             "{function:<18} binary {:>6.1} MiB   cold start p50 {:>7.2} ms  max {:>7.2} ms (n={runs})",
@@ -219,7 +254,9 @@ async fn main() {
     let latency_turns = env_usize("BENCH_LATENCY_TURNS", LATENCY_TURNS);
     println!(
         "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     for queue in [QueueKind::Postgres, QueueKind::Sqs] {
         queue_figures(queue, load_threads, load_clients, latency_turns).await;
