@@ -1,4 +1,6 @@
-//! `dispatcher [migrate]`: runs queued executions in sandboxes (see the crate docs).
+//! `dispatcher [migrate | check-config]`: runs queued executions in sandboxes (see the crate
+//! docs). `migrate` applies the migrations and exits; `check-config` parses the environment
+//! and exits, naming the first missing or invalid variable.
 
 use anyhow::Context;
 use centaur_config::{DispatcherConfig, Env, SandboxBackendKind};
@@ -11,6 +13,10 @@ async fn main() -> anyhow::Result<()> {
     centaur_telemetry::init_tracing("dispatcher");
     let _ = centaur_telemetry::metrics();
     let config = DispatcherConfig::from_env(&Env::from_process())?;
+    if std::env::args().nth(1).as_deref() == Some("check-config") {
+        println!("configuration ok");
+        return Ok(());
+    }
     let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
         .await
         .context("connecting to DATABASE_URL")?;

@@ -1,6 +1,7 @@
-//! `api [migrate | routes]`: every Centaur function on one port (default 8000).
+//! `api [migrate | routes | check-config]`: every Centaur function on one port (default 8000).
 //! `migrate` applies the migrations and exits; `routes` prints every function's routes as
-//! JSON (what the AWS template and the Helm chart are checked against).
+//! JSON (what the AWS template is checked against); `check-config` parses the environment
+//! and exits, naming the first missing or invalid variable (what the chart is checked against).
 
 use centaur_config::{ApiConfig, Env};
 
@@ -8,6 +9,11 @@ use centaur_config::{ApiConfig, Env};
 async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("routes") {
         println!("{}", api::routes_json());
+        return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("check-config") {
+        ApiConfig::from_env(&Env::from_process())?;
+        println!("configuration ok");
         return Ok(());
     }
     if std::env::args().nth(1).as_deref() == Some("migrate") {
