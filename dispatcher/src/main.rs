@@ -30,9 +30,13 @@ async fn main() -> anyhow::Result<()> {
             &config.sandbox_command,
             &config.sandbox_state_dir,
         )?),
-        SandboxBackendKind::Kubernetes => anyhow::bail!(
-            "SANDBOX_BACKEND=kubernetes is not available in this build of the dispatcher"
-        ),
+        SandboxBackendKind::Kubernetes => {
+            let kubernetes = config
+                .kubernetes
+                .clone()
+                .context("SANDBOX_BACKEND=kubernetes without its settings")?;
+            Arc::new(centaur_kubernetes::KubernetesBackend::connect(kubernetes).await?)
+        }
     };
     let port = config.port;
     let worker_enabled = config.execution_worker_enabled;

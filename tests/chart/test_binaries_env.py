@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, containers, render
+from helm_render import ROOT, containers, render
 
 STAND_INS = {"SANDBOX_SIGNING_KEY": "0" * 64, "DATABASE_URL": "postgres://user@db:5432/centaur"}
 FIELD_STAND_INS = {"metadata.name": "centaur-centaur-dispatcher-abc12", "metadata.namespace": "centaur-system"}
@@ -15,7 +15,7 @@ FIELD_STAND_INS = {"metadata.name": "centaur-centaur-dispatcher-abc12", "metadat
 
 @pytest.fixture(scope="session")
 def binaries():
-    subprocess.run(["cargo", "build", "-q", "-p", "api", "-p", "dispatcher"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "-q", "--workspace", "--bins"], cwd=ROOT, check=True)
     return ROOT / "target" / "debug"
 
 

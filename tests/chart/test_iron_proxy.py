@@ -3,7 +3,7 @@ it ignores unknown keys, so a misspelt key would silently bind nothing."""
 import pytest
 import yaml
 
-from conftest import containers, render
+from helm_render import containers, render
 
 BINDINGS = {
     "codex": ("OPENAI_API_KEY", "api.openai.com", "Authorization"),

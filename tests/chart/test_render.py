@@ -5,7 +5,7 @@ import kubernetes_validate
 import pytest
 from helm_python import HelmError
 
-from conftest import CHART, NAMESPACE, PRODUCTION_VALUES, containers, deployments, render
+from helm_render import CHART, NAMESPACE, PRODUCTION_VALUES, containers, deployments, render
 
 KUBERNETES_VERSION = "1.30"
 

@@ -1,6 +1,6 @@
 """Secrets only by reference, least-privilege RBAC, and network policies that leave
 sandboxes only iron-proxy and the API."""
-from conftest import containers, deployments, render
+from helm_render import containers, deployments, render
 
 SECRET_NAMES = {
     "DATABASE_URL", "IRON_MANAGEMENT_API_KEY", "SANDBOX_SIGNING_KEY", "SLACK_BOT_TOKEN",

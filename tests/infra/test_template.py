@@ -3,7 +3,7 @@ Lambda function with exactly the routes it serves, and IAM is least privilege.""
 import pathlib
 import subprocess
 
-from conftest import ROOT, TEMPLATE, actions
+from sam_template import ROOT, TEMPLATE, actions
 
 
 def test_cfn_lint_accepts_the_template_without_errors():

@@ -4,6 +4,7 @@
 pub mod binaries;
 pub mod client;
 pub mod database;
+pub mod fake_kube;
 pub mod lambda_runtime;
 #[path = "../../shared/queue/tests/support/moto.rs"]
 pub mod moto;

@@ -1,7 +1,8 @@
 //! The dispatcher's settings.
 
-use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxConfig};
+use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxBackendKind, SandboxConfig};
 use crate::env::{ConfigError, Env};
+use crate::kubernetes::KubernetesConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub struct DispatcherConfig {
     pub queue: QueueConfig,
     pub auth: AuthConfig,
     pub sandbox: SandboxConfig,
+    /// The Kubernetes backend's settings, read when `SANDBOX_BACKEND=kubernetes`.
+    pub kubernetes: Option<KubernetesConfig>,
     /// `DISPATCHER_WORKER_ID` (default `<hostname>-<pid>`): the lease owner name.
     pub worker_id: String,
     /// `DISPATCHER_PORT` (9000): `/healthz`, `/readyz`, `/metrics`.
@@ -72,11 +75,17 @@ impl DispatcherConfig {
             .optional("TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        let sandbox = SandboxConfig::from_env(env)?;
+        let kubernetes = match sandbox.backend {
+            SandboxBackendKind::Kubernetes => Some(KubernetesConfig::from_env(env)?),
+            SandboxBackendKind::Local => None,
+        };
         Ok(Self {
             database: DatabaseConfig::from_env(env)?,
             queue: QueueConfig::from_env(env)?,
             auth: AuthConfig::from_env(env)?,
-            sandbox: SandboxConfig::from_env(env)?,
+            sandbox,
+            kubernetes,
             worker_id: env
                 .optional("DISPATCHER_WORKER_ID")
                 .unwrap_or_else(|| default_worker_id(env)),

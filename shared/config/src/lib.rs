@@ -8,6 +8,7 @@ pub mod api;
 pub mod common;
 pub mod dispatcher;
 pub mod env;
+pub mod kubernetes;
 
 pub use api::ApiConfig;
 pub use common::{
@@ -15,3 +16,4 @@ pub use common::{
 };
 pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};
+pub use kubernetes::KubernetesConfig;
