@@ -6,7 +6,7 @@ use centaur_sandbox::SandboxBackend;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Shared state of one dispatcher process.
 pub struct Dispatcher {
@@ -16,6 +16,9 @@ pub struct Dispatcher {
     pub config: DispatcherConfig,
     /// One permit per execution this process may run at once.
     pub slots: Arc<Semaphore>,
+    /// Woken whenever this process finishes driving an execution: its outbox row may be
+    /// due for delivery.
+    pub deliveries_due: Notify,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -34,6 +37,7 @@ impl Dispatcher {
             backend,
             config,
             slots,
+            deliveries_due: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
         })
     }
@@ -47,11 +51,12 @@ impl Dispatcher {
             .unwrap_or(false)
     }
 
-    /// Forgets an execution this process finished driving.
+    /// Forgets an execution this process finished driving, and wakes the deliverer.
     pub fn end(&self, execution_id: &str) {
         if let Ok(mut set) = self.in_flight.lock() {
             set.remove(execution_id);
         }
+        self.deliveries_due.notify_one();
     }
 
     /// True while this process drives the execution.

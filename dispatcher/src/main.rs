@@ -5,7 +5,7 @@
 use anyhow::Context;
 use centaur_config::{DispatcherConfig, Env, SandboxBackendKind};
 use centaur_sandbox::{LocalBackend, SandboxBackend};
-use dispatcher::{consumer, health, maintenance, Dispatcher};
+use dispatcher::{consumer, delivery, health, maintenance, Dispatcher};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -56,13 +56,25 @@ async fn main() -> anyhow::Result<()> {
             .await
     });
     let maintenance = tokio::spawn(maintenance::run(dispatcher.clone(), stop_rx.clone()));
+    let deliverer = dispatcher.config.slack.as_ref().map(|slack| {
+        let client = centaur_slack::SlackClient::new(&slack.api_url, &slack.bot_token);
+        tokio::spawn(delivery::run(dispatcher.clone(), client, stop_rx.clone()))
+    });
     let consumer = worker_enabled.then(|| tokio::spawn(consumer::run(dispatcher.clone(), stop_rx)));
-    tracing::info!(port, worker_enabled, "dispatcher running");
+    tracing::info!(
+        port,
+        worker_enabled,
+        slack_delivery = deliverer.is_some(),
+        "dispatcher running"
+    );
 
     shutdown_signal().await;
     tracing::info!("shutting down; running sandboxes are kept for re-attach");
     let _ = stop_tx.send(true);
     let _ = maintenance.await;
+    if let Some(deliverer) = deliverer {
+        let _ = deliverer.await;
+    }
     if let Some(consumer) = consumer {
         let _ = consumer.await;
     }

@@ -1,5 +1,6 @@
 //! Background work every few seconds: recover expired leases, re-send lost wake-ups, keep
-//! the warm pool, reap idle sandboxes, and stop orphans no row owns.
+//! the warm pool, reap idle sandboxes, stop orphans no row owns, and prune old Slack
+//! dedupe keys.
 
 use crate::consumer::{claim, spawn_driver};
 use crate::sandboxes;
@@ -7,7 +8,7 @@ use crate::Dispatcher;
 use centaur_core::SandboxId;
 use centaur_queue::QueueMessage;
 use centaur_store::dispatch::{self, ClaimOutcome};
-use centaur_store::{sessions, warm, StoreError};
+use centaur_store::{sessions, slack_events, warm, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,6 +148,12 @@ pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool
             reap_idle_sandboxes(&dispatcher).await,
         );
         log_failure("warm pool", replenish_warm_pool(&dispatcher).await);
+        log_failure(
+            "slack dedupe pruning",
+            slack_events::prune(&dispatcher.pool)
+                .await
+                .map(|pruned| usize::try_from(pruned).unwrap_or(usize::MAX)),
+        );
         if last_orphan_pass.elapsed() >= ORPHAN_EVERY {
             last_orphan_pass = Instant::now();
             log_failure("orphan collection", collect_orphans(&dispatcher).await);

@@ -4,6 +4,8 @@
 //! on these machines, so this stands in for one, with a fake kubelet that runs each pod's
 //! command as a real `sandbox` process. Tests can OOM-kill a pod's container, fail its image
 //! pull (images whose name contains `missing`), or delete it, and read every object created.
+//! Pods whose image contains `parked` report Running without a process (for benchmarks
+//! that need many live pods but never attach).
 
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -23,6 +25,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Image names containing this never pull.
 pub const MISSING_IMAGE_MARKER: &str = "missing";
+/// Image names containing this run without a process (cannot be attached to).
+pub const PARKED_IMAGE_MARKER: &str = "parked";
 
 /// A running fake API server.
 pub struct FakeKube {

@@ -5,10 +5,12 @@ pub mod binaries;
 pub mod client;
 pub mod database;
 pub mod fake_kube;
+pub mod fake_slack;
 pub mod lambda_runtime;
 #[path = "../../shared/queue/tests/support/moto.rs"]
 pub mod moto;
 pub mod process;
+pub mod slack_sender;
 pub mod stack;
 
 pub use client::ApiClient;

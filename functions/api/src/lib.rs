@@ -16,6 +16,8 @@ pub const FUNCTIONS: &[(&str, &[Route])] = &[
     ("agent-executions", agent_executions::ROUTES),
     ("agent-events", agent_events::ROUTES),
     ("agent-threads", agent_threads::ROUTES),
+    ("final-deliveries", final_deliveries::ROUTES),
+    ("slack-webhook", slack_webhook::ROUTES),
 ];
 
 /// `FUNCTIONS` as JSON: `{"<function>": [{"method": …, "path": …}, …], …}`.
@@ -43,7 +45,9 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_execute::router(state.clone()))
         .merge(agent_executions::router(state.clone()))
         .merge(agent_events::router(state.clone()))
-        .merge(agent_threads::router(state))
+        .merge(agent_threads::router(state.clone()))
+        .merge(final_deliveries::router(state.clone()))
+        .merge(slack_webhook::router(state))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxConfig};
 use crate::env::{ConfigError, Env};
 
 /// Everything the API functions read from the environment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
@@ -15,6 +15,28 @@ pub struct ApiConfig {
     pub iron_proxy_bound_secrets: Vec<String>,
     /// Both `SLACK_BOT_TOKEN` and `SLACK_SIGNING_SECRET` are set.
     pub slack_configured: bool,
+    /// `SLACK_SIGNING_SECRET`: verifies Slack webhooks (the webhook answers 503 without it).
+    pub slack_signing_secret: Option<String>,
+    /// `SLACK_BOT_USER_ID`: the bot's user id, when payloads carry no `authorizations`.
+    pub slack_bot_user_id: Option<String>,
+    /// `CENTAUR_API_URL` as set (no default): where the Slack webhook hands turns to.
+    pub api_url: Option<String>,
+    /// `AWS_LAMBDA_RUNTIME_API` is set: running on Lambda.
+    pub on_lambda: bool,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("database", &self.database)
+            .field("queue", &self.queue)
+            .field("auth", &self.auth)
+            .field("sandbox", &self.sandbox)
+            .field("iron_proxy_bound_secrets", &self.iron_proxy_bound_secrets)
+            .field("slack_configured", &self.slack_configured)
+            .field("slack_bot_user_id", &self.slack_bot_user_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiConfig {
@@ -36,6 +58,10 @@ impl ApiConfig {
                 .unwrap_or_default(),
             slack_configured: env.optional("SLACK_BOT_TOKEN").is_some()
                 && env.optional("SLACK_SIGNING_SECRET").is_some(),
+            slack_signing_secret: env.optional("SLACK_SIGNING_SECRET"),
+            slack_bot_user_id: env.optional("SLACK_BOT_USER_ID"),
+            api_url: env.optional("CENTAUR_API_URL"),
+            on_lambda: env.optional("AWS_LAMBDA_RUNTIME_API").is_some(),
         })
     }
 }

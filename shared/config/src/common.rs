@@ -4,12 +4,21 @@ use crate::env::{ConfigError, Env};
 use centaur_core::Harness;
 
 /// Postgres connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseConfig {
     /// `DATABASE_URL` (required).
     pub url: String,
     /// `DATABASE_MAX_CONNECTIONS` (default 10).
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl DatabaseConfig {

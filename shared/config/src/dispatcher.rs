@@ -3,6 +3,7 @@
 use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxBackendKind, SandboxConfig};
 use crate::env::{ConfigError, Env};
 use crate::kubernetes::KubernetesConfig;
+use crate::slack::SlackDeliveryConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct DispatcherConfig {
     pub sandbox: SandboxConfig,
     /// The Kubernetes backend's settings, read when `SANDBOX_BACKEND=kubernetes`.
     pub kubernetes: Option<KubernetesConfig>,
+    /// Slack delivery, when `SLACK_BOT_TOKEN` is set.
+    pub slack: Option<SlackDeliveryConfig>,
     /// `DISPATCHER_WORKER_ID` (default `<hostname>-<pid>`): the lease owner name.
     pub worker_id: String,
     /// `DISPATCHER_PORT` (9000): `/healthz`, `/readyz`, `/metrics`.
@@ -86,6 +89,7 @@ impl DispatcherConfig {
             auth: AuthConfig::from_env(env)?,
             sandbox,
             kubernetes,
+            slack: SlackDeliveryConfig::from_env(env)?,
             worker_id: env
                 .optional("DISPATCHER_WORKER_ID")
                 .unwrap_or_else(|| default_worker_id(env)),

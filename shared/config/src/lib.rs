@@ -9,6 +9,7 @@ pub mod common;
 pub mod dispatcher;
 pub mod env;
 pub mod kubernetes;
+pub mod slack;
 
 pub use api::ApiConfig;
 pub use common::{
@@ -17,3 +18,4 @@ pub use common::{
 pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};
 pub use kubernetes::KubernetesConfig;
+pub use slack::SlackDeliveryConfig;

@@ -82,10 +82,28 @@ impl TestClient {
         caller: &Caller,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
+        self.raw_with_headers(method, path, caller, &[], body).await
+    }
+
+    /// [`TestClient::raw`] with extra headers (`content-type` defaults to JSON).
+    pub async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        caller: &Caller,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut builder = Request::builder().method(method).uri(path);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         let peer = match caller {
             Caller::LocalOperator => SocketAddr::from(([127, 0, 0, 1], 50000)),
             Caller::Key(key) => {

@@ -130,9 +130,16 @@ pub fn prompt_secret(
 }
 
 /// The container env: the caller's (placeholders, API URL, token), then proxy and CA
-/// settings, which the caller cannot override.
+/// settings, which the caller cannot override. An in-cluster API is reached directly
+/// (`NO_PROXY`); an API outside the cluster (API Gateway) only through iron-proxy, since
+/// the network policy leaves sandboxes nothing else.
 fn env(spec: &SandboxSpec, config: &KubernetesConfig) -> Vec<Value> {
     let api_host = host_of(spec.env.get("CENTAUR_API_URL").map_or("", String::as_str));
+    let api_host = if is_in_cluster(api_host) {
+        api_host
+    } else {
+        ""
+    };
     let no_proxy = ["localhost", "127.0.0.1", api_host]
         .iter()
         .filter(|host| !host.is_empty())
@@ -160,6 +167,12 @@ fn env(spec: &SandboxSpec, config: &KubernetesConfig) -> Vec<Value> {
         .collect()
 }
 
+/// A Service name (`api`, `api.ns`, `api.ns.svc[.cluster.local]`), not an outside host.
+fn is_in_cluster(host: &str) -> bool {
+    !host.is_empty()
+        && (!host.contains('.') || host.ends_with(".svc") || host.ends_with(".svc.cluster.local"))
+}
+
 /// `http://api.ns.svc:8000/x` → `api.ns.svc`.
 fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -180,5 +193,14 @@ mod tests {
         assert_eq!(host_of("http://api.ns.svc:8000/x"), "api.ns.svc");
         assert_eq!(host_of("https://api.example.com"), "api.example.com");
         assert_eq!(host_of(""), "");
+    }
+
+    #[test]
+    fn only_in_cluster_api_hosts_bypass_the_proxy() {
+        assert!(is_in_cluster("centaur-centaur-api.centaur-system.svc"));
+        assert!(is_in_cluster("api.ns.svc.cluster.local"));
+        assert!(is_in_cluster("centaur-api"));
+        assert!(!is_in_cluster("abc123.execute-api.us-east-1.amazonaws.com"));
+        assert!(!is_in_cluster(""));
     }
 }

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod migrate;
 pub mod outbox;
 pub mod sessions;
+pub mod slack_events;
 pub mod threads;
 pub mod warm;
 

@@ -1,0 +1,167 @@
+//! Slack message text made readable for an agent, and the harness selector flags.
+
+use centaur_core::Harness;
+
+/// Removes mentions of the bot, turns Slack markup into plain text (`<url|label>` →
+/// `label (url)`, `<@U123>` → `@U123`, `<#C1|general>` → `#general`, `<!here>` → `@here`)
+/// and decodes the three entities Slack escapes.
+pub fn readable(text: &str, bot_user_id: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        out.push_str(&render_token(&after[..end], bot_user_id));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    let decoded = out
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    collapse_spaces(&decoded)
+}
+
+fn render_token(token: &str, bot_user_id: Option<&str>) -> String {
+    let (target, label) = match token.split_once('|') {
+        Some((target, label)) => (target, Some(label)),
+        None => (token, None),
+    };
+    if let Some(user) = target.strip_prefix('@') {
+        if Some(user) == bot_user_id {
+            return String::new();
+        }
+        return format!("@{}", label.unwrap_or(user));
+    }
+    if let Some(channel) = target.strip_prefix('#') {
+        return format!("#{}", label.unwrap_or(channel));
+    }
+    if let Some(special) = target.strip_prefix('!') {
+        let name = special.split('^').next().unwrap_or(special);
+        return format!("@{}", label.unwrap_or(name));
+    }
+    match label {
+        Some(label) if label != target => format!("{label} ({target})"),
+        _ => target.to_owned(),
+    }
+}
+
+/// Trims each line and collapses runs of spaces, keeping line breaks.
+fn collapse_spaces(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            line.split(' ')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+/// The flags that pick a harness, without their dashes.
+const FLAGS: [(&str, Harness); 6] = [
+    ("codex", Harness::Codex),
+    ("amp", Harness::Amp),
+    ("claude-code", Harness::ClaudeCode),
+    ("claude", Harness::ClaudeCode),
+    ("pi-mono", Harness::PiMono),
+    ("pi", Harness::PiMono),
+];
+
+/// Finds a harness selector (`--codex`, `--amp`, `--claude`/`--claude-code`,
+/// `--pi`/`--pi-mono`, also written with an en or em dash as Slack's autocorrect does)
+/// anywhere in the text; returns the text without it and the harness, if any. The first
+/// selector wins; every selector is removed.
+pub fn take_harness_flag(text: &str) -> (String, Option<Harness>) {
+    let mut selected = None;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            line.split(' ')
+                .filter(|word| match flag_harness(word) {
+                    Some(harness) => {
+                        selected.get_or_insert(harness);
+                        false
+                    }
+                    None => true,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    (collapse_spaces(&lines.join("\n")), selected)
+}
+
+fn flag_harness(word: &str) -> Option<Harness> {
+    let name = word
+        .strip_prefix("--")
+        .or_else(|| word.strip_prefix('\u{2013}'))
+        .or_else(|| word.strip_prefix('\u{2014}'))?;
+    FLAGS
+        .iter()
+        .find(|(flag, _)| flag.eq_ignore_ascii_case(name))
+        .map(|(_, harness)| *harness)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bot_mention_is_removed_and_other_mentions_kept() {
+        assert_eq!(
+            readable("<@UBOT> ask <@U123> about it", Some("UBOT")),
+            "ask @U123 about it"
+        );
+    }
+
+    #[test]
+    fn links_channels_and_specials_become_readable() {
+        assert_eq!(
+            readable(
+                "see <https://example.com|the docs>, <https://x.test> in <#C1|general> <!here>",
+                None
+            ),
+            "see the docs (https://example.com), https://x.test in #general @here"
+        );
+    }
+
+    #[test]
+    fn entities_are_decoded_after_markup() {
+        assert_eq!(readable("a &lt;b&gt; &amp; c", None), "a <b> & c");
+    }
+
+    #[test]
+    fn every_selector_spelling_is_recognised_and_removed() {
+        for (text, harness) in [
+            ("--codex fix it", Harness::Codex),
+            ("fix it --amp", Harness::Amp),
+            ("fix --claude it", Harness::ClaudeCode),
+            ("fix it --claude-code", Harness::ClaudeCode),
+            ("\u{2014}pi fix it", Harness::PiMono),
+            ("fix it \u{2013}pi-mono", Harness::PiMono),
+        ] {
+            assert_eq!(
+                take_harness_flag(text),
+                ("fix it".to_owned(), Some(harness)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_without_a_selector_is_unchanged() {
+        assert_eq!(
+            take_harness_flag("use --verbose mode"),
+            ("use --verbose mode".to_owned(), None)
+        );
+    }
+}
