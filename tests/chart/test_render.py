@@ -87,3 +87,12 @@ def test_values_outside_the_schema_are_refused():
     with pytest.raises(HelmError):
         render({"api": {"sandboxBackend": "kubernetes"}})
     assert PRODUCTION_VALUES["sandbox"]["runtimeClassName"] == "gvisor"
+
+
+def test_slack_values_reach_the_api_and_the_dispatcher():
+    manifests = render({"slack": {"apiUrl": "https://slack.internal/api", "botUserId": "UBOT"}})
+    for component in ("api", "dispatcher"):
+        env = {e["name"]: e for e in containers(manifests[f"Deployment/centaur-centaur-{component}"])[0]["env"]}
+        assert env["SLACK_API_URL"]["value"] == "https://slack.internal/api"
+        assert env["SLACK_BOT_USER_ID"]["value"] == "UBOT"
+        assert env["SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "centaur-infra-env"

@@ -36,6 +36,7 @@ struct Shared {
 #[derive(Default)]
 struct Inner {
     posts: Vec<Value>,
+    post_times: Vec<std::time::Instant>,
     calls: Vec<String>,
     /// Answers still to give with HTTP 429 (Retry-After: 1) before posting works.
     rate_limits_left: usize,
@@ -91,6 +92,7 @@ async fn post_message(
         .or_default()
         .push(message.clone());
     inner.posts.push(message);
+    inner.post_times.push(std::time::Instant::now());
     Json(json!({"ok": true, "channel": channel, "ts": ts})).into_response()
 }
 
@@ -135,6 +137,17 @@ impl FakeSlack {
     /// Every successful post, in order.
     pub fn posts(&self) -> Vec<Value> {
         self.state.lock().posts.clone()
+    }
+
+    /// Every successful post with the moment it arrived, in order.
+    pub fn timed_posts(&self) -> Vec<(Value, std::time::Instant)> {
+        let inner = self.state.lock();
+        inner
+            .posts
+            .iter()
+            .cloned()
+            .zip(inner.post_times.iter().copied())
+            .collect()
     }
 
     /// Every Web API method called, in order (including refused calls).

@@ -135,4 +135,12 @@ seccompProfile:
   value: {{ .Values.warmPool.harness | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
+{{- with .Values.slack.apiUrl }}
+- name: SLACK_API_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.slack.botUserId }}
+- name: SLACK_BOT_USER_ID
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
