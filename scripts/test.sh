@@ -12,6 +12,12 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres
 step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate)"
 python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
+step "installing the harness CLIs for the conformance tests (npm, pinned)"
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm ci --prefix tests/harnesses --no-audit --no-fund --loglevel=error
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest
@@ -29,7 +35,7 @@ cargo build --workspace --bins
 step "Rust tests"
 cargo nextest run --workspace --no-fail-fast
 
-step "Python tests (Helm chart, AWS template)"
+step "Python tests (Helm chart, AWS template, harness CLI conformance)"
 status=0
 python3 -m pytest tests -q -p no:cacheprovider || status=$?
 # pytest exits 5 when it collects no test: not a failure of this script.

@@ -1,11 +1,11 @@
 //! One sandbox session: runs one turn at a time, never the same execution twice, and
 //! handles `resume` and `interrupt`.
 
-use crate::harnesses::{HarnessDriver, Turn, TurnEvents, TurnResult};
+use crate::harnesses::{cli, HarnessDriver, Turn, TurnEvents, TurnResult};
 use crate::output::Output;
 use centaur_harness::{HarnessEvent, SandboxInput, TurnStatus};
 use std::sync::Arc;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::{oneshot, Mutex, OnceCell};
 use tokio::task::JoinHandle;
 
 struct RunningTurn {
@@ -20,6 +20,8 @@ pub struct Session {
     driver: Option<Arc<dyn HarnessDriver>>,
     output: Arc<Output>,
     running: Mutex<Option<RunningTurn>>,
+    /// The harness CLI's presence and version, probed at the first turn.
+    cli: Arc<OnceCell<(bool, Option<String>)>>,
 }
 
 impl Session {
@@ -30,6 +32,7 @@ impl Session {
             driver,
             output,
             running: Mutex::new(None),
+            cli: Arc::new(OnceCell::new()),
         }
     }
 
@@ -115,6 +118,7 @@ impl Session {
         let task = tokio::spawn(run_turn(
             self.harness.clone(),
             self.driver.clone(),
+            self.cli.clone(),
             turn,
             events,
             interrupt_rx,
@@ -160,13 +164,24 @@ async fn emit_done(events: &TurnEvents, result: TurnResult) {
 async fn run_turn(
     harness: String,
     driver: Option<Arc<dyn HarnessDriver>>,
+    cli: Arc<OnceCell<(bool, Option<String>)>>,
     turn: Turn,
     events: TurnEvents,
     interrupt: oneshot::Receiver<()>,
 ) {
+    let program = driver.as_ref().and_then(|d| d.cli_program());
+    let (cli_present, cli_version) = match program {
+        Some(program) => {
+            let (present, version) = cli.get_or_init(|| cli::probe(program)).await.clone();
+            (Some(present), version)
+        }
+        None => (None, None),
+    };
     events
         .emit(HarnessEvent::TurnStarted {
             harness: harness.clone(),
+            cli_present,
+            cli_version,
         })
         .await;
     let Some(driver) = driver else {

@@ -10,6 +10,7 @@ use centaur_auth::Scope;
 use centaur_core::api::Route;
 use centaur_core::{ExecutionStatus, Harness};
 use centaur_http::{ApiError, AppState, Principal};
+use centaur_store::harness_reports::{self, CliReport};
 use serde_json::{json, Value};
 
 /// The routes this function serves.
@@ -64,28 +65,61 @@ fn tool(name: &str, kind: &str, ready: bool, detail: String) -> Value {
     json!({"name": name, "kind": kind, "ready": ready, "detail": detail})
 }
 
-/// What `/health/tools` reports: harness credential bindings, Slack, queue, sandboxes.
-pub fn tools(state: &AppState, queue_ok: Result<(), String>) -> Vec<Value> {
+/// One harness's `/health/tools` entry: ready when its credential is bound in iron-proxy
+/// (or it needs none) and the last sandbox that ran it did not find its CLI missing.
+fn harness_entry(harness: Harness, bound_secrets: &[String], report: Option<&CliReport>) -> Value {
+    let (bound, binding_detail) = match harness.credential_binding() {
+        None => (true, "needs no credential".to_owned()),
+        Some(binding) if bound_secrets.iter().any(|s| s == binding.secret) => (
+            true,
+            format!("{} bound in iron-proxy for {} ({})", binding.secret, binding.host, binding.header),
+        ),
+        Some(binding) => (
+            false,
+            format!(
+                "{} is not bound in iron-proxy (IRON_PROXY_BOUND_SECRETS); enable the harness in the chart's harnesses.enabled",
+                binding.secret
+            ),
+        ),
+    };
+    let cli_detail = match (harness, report) {
+        (Harness::Echo, _) => "built into the sandbox program".to_owned(),
+        (_, None) => "CLI not reported yet (no sandbox has run this harness)".to_owned(),
+        (_, Some(r)) if r.cli_present => format!(
+            "CLI present: {} (reported {})",
+            r.cli_version.as_deref().unwrap_or("version unknown"),
+            r.reported_at.to_rfc3339()
+        ),
+        (_, Some(r)) => format!(
+            "CLI missing from the sandbox image (reported {})",
+            r.reported_at.to_rfc3339()
+        ),
+    };
+    let cli_present = match harness {
+        Harness::Echo => Some(true),
+        _ => report.map(|r| r.cli_present),
+    };
+    let mut entry = tool(
+        harness.as_str(),
+        "harness",
+        bound && cli_present != Some(false),
+        format!("{binding_detail}; {cli_detail}"),
+    );
+    entry["credential_bound"] = json!(bound);
+    entry["cli_present"] = json!(cli_present);
+    entry["cli_version"] = json!(report.and_then(|r| r.cli_version.clone()));
+    entry
+}
+
+/// What `/health/tools` reports: harness credential bindings and CLIs, Slack, queue,
+/// sandboxes.
+pub fn tools(state: &AppState, queue_ok: Result<(), String>, reports: &[CliReport]) -> Vec<Value> {
     let config = &state.config;
     let mut entries: Vec<Value> = Harness::ALL
         .into_iter()
-        .map(|harness| match harness.credential_binding() {
-            None => tool(harness.as_str(), "harness", true, "needs no credential".into()),
-            Some(binding) if config.iron_proxy_bound_secrets.iter().any(|s| s == binding.secret) => tool(
-                harness.as_str(),
-                "harness",
-                true,
-                format!("{} bound in iron-proxy for {} ({})", binding.secret, binding.host, binding.header),
-            ),
-            Some(binding) => tool(
-                harness.as_str(),
-                "harness",
-                false,
-                format!(
-                    "{} is not bound in iron-proxy (IRON_PROXY_BOUND_SECRETS); enable the harness in the chart's harnesses.enabled",
-                    binding.secret
-                ),
-            ),
+        .map(|harness| {
+            let report = reports.iter().find(|r| r.harness == harness.as_str());
+            harness_entry(harness, &config.iron_proxy_bound_secrets, report)
         })
         .collect();
     entries.push(if config.slack_configured {
@@ -130,7 +164,8 @@ async fn tools_report(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     let queue = state.queue.ping().await.map_err(|err| err.to_string());
-    let (loaded, failed): (Vec<Value>, Vec<Value>) = tools(&state, queue)
+    let reports = harness_reports::all(&state.pool).await?;
+    let (loaded, failed): (Vec<Value>, Vec<Value>) = tools(&state, queue, &reports)
         .into_iter()
         .partition(|entry| entry["ready"] == true);
     Ok(Json(json!({
@@ -227,6 +262,43 @@ mod tests {
             body["summary"]["loaded_count"].as_u64().unwrap()
                 + body["summary"]["failed_count"].as_u64().unwrap(),
             (Harness::ALL.len() + 3) as u64
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn tools_report_whether_each_harness_cli_was_found_in_its_sandbox(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        harness_reports::record(
+            &mut conn,
+            &[
+                json!({"type": "turn.started", "harness": "codex", "cli_present": true, "cli_version": "codex-cli 0.171.0"}),
+                json!({"type": "turn.started", "harness": "amp", "cli_present": false}),
+            ],
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let client = TestClient::new(router(test_state(pool)));
+        let (_, body) = client.get("/health/tools", &Caller::LocalOperator).await;
+        let entry = |list: &str, name: &str| -> Value {
+            body[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let codex = entry("loaded", "codex");
+        assert_eq!(codex["cli_present"], true, "{body}");
+        assert_eq!(codex["cli_version"], "codex-cli 0.171.0");
+        let amp = entry("failed", "amp");
+        assert_eq!(amp["cli_present"], false, "{body}");
+        assert!(amp["detail"].as_str().unwrap().contains("CLI missing"));
+        assert_eq!(
+            entry("failed", "pi-mono")["cli_present"],
+            Value::Null,
+            "not reported yet"
         );
     }
 

@@ -8,7 +8,13 @@ use std::sync::Arc;
 
 use crate::output::Output;
 
+pub mod amp;
+pub mod claude_code;
+pub mod claude_stream;
+pub mod cli;
+pub mod codex;
 pub mod echo;
+pub mod pi_mono;
 
 /// One turn, as the driver sees it.
 #[derive(Debug, Clone)]
@@ -71,6 +77,11 @@ pub trait HarnessDriver: Send + Sync {
     /// The canonical harness name (`echo`, `codex`, …).
     fn name(&self) -> &'static str;
 
+    /// The CLI program this harness runs (`None` for `echo`), probed once per sandbox.
+    fn cli_program(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Runs one turn to its end. Dropping the future must stop the turn (interrupt).
     async fn run_turn(&self, turn: &Turn, events: &TurnEvents) -> TurnResult;
 }
@@ -79,6 +90,10 @@ pub trait HarnessDriver: Send + Sync {
 pub fn driver_for(harness: &str) -> Option<Arc<dyn HarnessDriver>> {
     match harness {
         "echo" => Some(Arc::new(echo::EchoDriver)),
+        "codex" => Some(Arc::new(codex::CodexDriver)),
+        "claude-code" => Some(Arc::new(claude_code::ClaudeCodeDriver)),
+        "amp" => Some(Arc::new(amp::AmpDriver)),
+        "pi-mono" => Some(Arc::new(pi_mono::PiMonoDriver)),
         _ => None,
     }
 }

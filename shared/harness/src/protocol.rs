@@ -71,7 +71,15 @@ pub enum TurnStatus {
 pub enum HarnessEvent {
     /// The sandbox accepted the turn and started the harness.
     #[serde(rename = "turn.started")]
-    TurnStarted { harness: String },
+    TurnStarted {
+        harness: String,
+        /// Whether the harness's CLI is installed in this sandbox (absent for `echo`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cli_present: Option<bool>,
+        /// The CLI's `--version` line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cli_version: Option<String>,
+    },
     /// A piece of streamed assistant text.
     #[serde(rename = "assistant.delta")]
     AssistantDelta { text: String },

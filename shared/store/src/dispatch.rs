@@ -243,6 +243,7 @@ pub async fn append_harness_events(
         batch,
     )
     .await?;
+    crate::harness_reports::record(&mut tx, batch).await?;
     sqlx::query(
         "UPDATE executions SET last_progress_at = now(),
              silence_deadline_at = now() + make_interval(secs => $2)

@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod harness_reports;
 pub mod messages;
 pub mod migrate;
 pub mod outbox;

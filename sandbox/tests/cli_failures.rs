@@ -1,0 +1,160 @@
+//! The CLI runner's failure modes with stand-in CLIs (shell scripts): a crash, a malformed
+//! line, a CLI that ends without finishing the turn, and an interrupt that must stop the
+//! CLI. Each ends the turn once, with an error event, and never hangs.
+
+use centaur_harness::{HarnessEvent, SandboxOutput, TurnMessage, TurnStatus};
+use sandbox::harnesses::cli::{self, CliInvocation};
+use sandbox::harnesses::codex::CodexParser;
+use sandbox::harnesses::{Turn, TurnEvents, TurnResult};
+use sandbox::output::Output;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn script(body: &str) -> (tempfile_dir::Dir, String) {
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.path().join("fake-cli");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let program = path.display().to_string();
+    (dir, program)
+}
+
+/// A throwaway directory removed on drop.
+mod tempfile_dir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "centaur-cli-test-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Self(path)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    }
+}
+
+fn turn() -> Turn {
+    Turn {
+        execution_id: "exe_cli".into(),
+        thread_key: "t".into(),
+        message: serde_json::from_value::<TurnMessage>(
+            serde_json::json!({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
+        )
+        .expect("message"),
+        agent_thread_id: None,
+        env: BTreeMap::new(),
+    }
+}
+
+async fn run(program: String) -> (TurnResult, Vec<HarnessEvent>) {
+    let dir = tempfile_dir::Dir::new();
+    let log = dir.path().join("events.jsonl");
+    let file = tokio::fs::File::create(&log).await.expect("event log");
+    let output = Arc::new(Output::with_sink(Box::new(file)));
+    let events = TurnEvents::new(output.clone(), "exe_cli");
+    let invocation = CliInvocation {
+        program,
+        args: vec![],
+        env: BTreeMap::new(),
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        cli::run(invocation, &mut CodexParser, &turn(), &events),
+    )
+    .await
+    .expect("the turn must end, not hang");
+    let emitted: Vec<HarnessEvent> = std::fs::read_to_string(&log)
+        .expect("read events")
+        .lines()
+        .map(|line| SandboxOutput::parse(line).expect("output line").event)
+        .collect();
+    (result, emitted)
+}
+
+fn error_kinds(events: &[HarnessEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            HarnessEvent::Error { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crashing_cli_fails_the_turn_with_its_exit_code_and_stderr() {
+    let (_dir, program) = script("echo 'segfault in tool runner' >&2; exit 3");
+    let (result, events) = run(program).await;
+    assert_eq!(result.status, TurnStatus::Error);
+    let error = result.error.expect("error");
+    assert!(
+        error.contains("exited with code 3") && error.contains("segfault"),
+        "{error}"
+    );
+    assert_eq!(error_kinds(&events), vec!["crash"]);
+}
+
+#[tokio::test]
+async fn a_malformed_line_fails_the_turn_and_stops_the_cli() {
+    let (_dir, program) = script("echo '{\"type\":\"thread.started\",\"thread_id\":\"th1\"}'; echo 'not json at all'; sleep 30");
+    let (result, events) = run(program).await;
+    assert_eq!(result.status, TurnStatus::Error);
+    assert_eq!(result.agent_thread_id.as_deref(), Some("th1"));
+    assert_eq!(error_kinds(&events), vec!["malformed_output"]);
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_an_auth_error() {
+    let (_dir, program) =
+        script("echo 'Error: 401 Unauthorized: Incorrect API key provided' >&2; exit 1");
+    let (_, events) = run(program).await;
+    assert_eq!(error_kinds(&events), vec!["auth"]);
+}
+
+#[tokio::test]
+async fn a_missing_cli_is_cli_missing() {
+    let (result, events) = run("/nonexistent/codex".into()).await;
+    assert_eq!(result.status, TurnStatus::Error);
+    assert_eq!(error_kinds(&events), vec!["cli_missing"]);
+}
+
+#[tokio::test]
+async fn dropping_the_turn_kills_the_cli() {
+    let dir = tempfile_dir::Dir::new();
+    let marker = dir.path().join("still-running");
+    let (_script_dir, program) = script(&format!("sleep 2; touch {}", marker.display()));
+    let output = Arc::new(Output::with_sink(Box::new(tokio::io::sink())));
+    let events = TurnEvents::new(output, "exe_cli");
+    let invocation = CliInvocation {
+        program,
+        args: vec![],
+        env: BTreeMap::new(),
+    };
+    let turn = turn();
+    let mut parser = CodexParser;
+    let run = cli::run(invocation, &mut parser, &turn, &events);
+    let _ = tokio::time::timeout(Duration::from_millis(300), run).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !marker.exists(),
+        "the CLI kept running after its turn was dropped"
+    );
+}
