@@ -180,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn a_container_that_exits_reports_its_exit_code_and_reason() {
+        let status = container(json!({"terminated": {"exitCode": 2, "reason": "Error", "message": "harness crashed"}}));
+        assert_eq!(
+            sandbox_status(&pod(status)),
+            SandboxStatus::Exited {
+                code: Some(2),
+                detail: "container exited with code 2 (Error): harness crashed".into()
+            }
+        );
+    }
+
+    #[test]
     fn an_image_pull_failure_names_the_image() {
         let status =
             container(json!({"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}));
