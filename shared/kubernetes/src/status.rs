@@ -181,7 +181,9 @@ mod tests {
 
     #[test]
     fn a_container_that_exits_reports_its_exit_code_and_reason() {
-        let status = container(json!({"terminated": {"exitCode": 2, "reason": "Error", "message": "harness crashed"}}));
+        let status = container(
+            json!({"terminated": {"exitCode": 2, "reason": "Error", "message": "harness crashed"}}),
+        );
         assert_eq!(
             sandbox_status(&pod(status)),
             SandboxStatus::Exited {
