@@ -16,7 +16,7 @@ step "installing the harness CLIs for the conformance tests (npm, pinned)"
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
-npm install --prefix tests/harnesses --no-audit --no-fund --loglevel=error
+npm install --prefix tests/harnesses --no-audit --no-fund --no-package-lock --loglevel=error
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
