@@ -4,6 +4,7 @@
 use crate::harnesses::{cli, HarnessDriver, Turn, TurnEvents, TurnResult};
 use crate::output::Output;
 use centaur_harness::{HarnessEvent, SandboxInput, TurnStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{oneshot, Mutex, OnceCell};
 use tokio::task::JoinHandle;
@@ -11,6 +12,9 @@ use tokio::task::JoinHandle;
 struct RunningTurn {
     execution_id: String,
     interrupt: Option<oneshot::Sender<()>>,
+    /// Set just before the turn's `turn.done` is written: a caller that has read it may
+    /// send the next turn while the task is still returning.
+    ended: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -91,6 +95,14 @@ impl Session {
 
     async fn start_turn(&self, turn: Turn) {
         let mut running = self.running.lock().await;
+        if running
+            .as_ref()
+            .is_some_and(|r| r.ended.load(Ordering::SeqCst))
+        {
+            if let Some(ended) = running.take() {
+                let _ = ended.task.await;
+            }
+        }
         if let Some(current) = running.as_ref().filter(|r| !r.task.is_finished()) {
             if current.execution_id != turn.execution_id {
                 let events = TurnEvents::new(self.output.clone(), &turn.execution_id);
@@ -115,6 +127,7 @@ impl Session {
         let (interrupt_tx, interrupt_rx) = oneshot::channel();
         let events = TurnEvents::new(self.output.clone(), &turn.execution_id);
         let execution_id = turn.execution_id.clone();
+        let ended = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run_turn(
             self.harness.clone(),
             self.driver.clone(),
@@ -122,10 +135,12 @@ impl Session {
             turn,
             events,
             interrupt_rx,
+            ended.clone(),
         ));
         *running = Some(RunningTurn {
             execution_id,
             interrupt: Some(interrupt_tx),
+            ended,
             task,
         });
     }
@@ -168,6 +183,7 @@ async fn run_turn(
     turn: Turn,
     events: TurnEvents,
     interrupt: oneshot::Receiver<()>,
+    ended: Arc<AtomicBool>,
 ) {
     let program = driver.as_ref().and_then(|d| d.cli_program());
     let (cli_present, cli_version) = match program {
@@ -192,6 +208,7 @@ async fn run_turn(
                 message: message.clone(),
             })
             .await;
+        ended.store(true, Ordering::SeqCst);
         emit_done(&events, TurnResult::failed(message)).await;
         return;
     };
@@ -212,5 +229,6 @@ async fn run_turn(
             }
         }
     };
+    ended.store(true, Ordering::SeqCst);
     emit_done(&events, result).await;
 }
