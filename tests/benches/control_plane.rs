@@ -196,7 +196,7 @@ async fn queue_figures(
 
 /// Size and cold start (exec → first response through the Lambda runtime API) per function.
 async fn function_figures(runs: usize) {
-    const FUNCTIONS: [&str; 8] = [
+    const FUNCTIONS: [&str; 10] = [
         "health",
         "admin-api-keys",
         "agent-spawn",
@@ -205,6 +205,8 @@ async fn function_figures(runs: usize) {
         "agent-executions",
         "agent-events",
         "agent-threads",
+        "final-deliveries",
+        "slack-webhook",
     ];
     let database = TestDatabase::create().await.unwrap();
     let log_dir = std::env::temp_dir().join(format!("centaur-bench-{}", std::process::id()));

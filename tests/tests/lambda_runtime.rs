@@ -36,6 +36,7 @@ async fn invoke(database: &TestDatabase, call: &Call, log_dir: &std::path::Path)
         ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
         ("LOCAL_DEV_API_KEY", OPERATOR_KEY),
         ("CENTAUR_DEFAULT_HARNESS", "echo"),
+        ("SLACK_SIGNING_SECRET", "lambda-test-signing-secret"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -157,6 +158,24 @@ async fn every_function_binary_serves_an_api_gateway_event_through_the_lambda_ru
             with_key: true,
             expect_status: 200,
         },
+        Call {
+            function: "final-deliveries",
+            method: "POST",
+            path: "/agent/final-deliveries/claim",
+            query: "",
+            body: Some(json!({"worker_id": "lambda-deliverer"})),
+            with_key: true,
+            expect_status: 200,
+        },
+        Call {
+            function: "slack-webhook",
+            method: "POST",
+            path: "/api/webhooks/slack",
+            query: "",
+            body: Some(json!({"type": "url_verification", "challenge": "unsigned"})),
+            with_key: false,
+            expect_status: 401,
+        },
     ];
     let mut bodies = Vec::new();
     for call in &calls {
@@ -171,6 +190,16 @@ async fn every_function_binary_serves_an_api_gateway_event_through_the_lambda_ru
         "Lambda requests are never the local operator"
     );
     assert_eq!(bodies[7]["latest_execution"]["status"], "queued");
+    assert_eq!(
+        bodies[8]["deliveries"],
+        json!([]),
+        "dev delivery has no outbox row"
+    );
+    assert_eq!(
+        bodies[9],
+        json!({"ok": false, "error": "missing_signature"}),
+        "the webhook checks Slack's signature"
+    );
     database.drop_database().await.unwrap();
     let _ = std::fs::remove_dir_all(&log_dir);
 }
