@@ -125,15 +125,6 @@ async fn creation_rate_and_dispatcher_rss() {
     );
 
     let database = TestDatabase::create().await.unwrap();
-    let pool = database.pool().await.unwrap();
-    sqlx::query(
-        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state) \
-         SELECT 'bench-' || i, 'sbx-bench-' || i, 'echo', 'live' FROM generate_series(0, $1 - 1) AS i",
-    )
-    .bind(LIVE_SANDBOXES as i32)
-    .execute(&pool)
-    .await
-    .unwrap();
     let work_dir = std::env::temp_dir().join(format!("centaur-k8s-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir).unwrap();
     let kubeconfig = work_dir.join("kubeconfig");
@@ -153,6 +144,31 @@ async fn creation_rate_and_dispatcher_rss() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    let migrated = std::process::Command::new(binary("dispatcher"))
+        .arg("migrate")
+        .env_clear()
+        .envs(&env)
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "dispatcher migrate failed");
+    let pool = database.pool().await.unwrap();
+    sqlx::query(
+        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state) \
+         SELECT 'bench-' || i, 'sbx-bench-' || i, 'echo', 'live' FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(LIVE_SANDBOXES as i32)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Active threads: their sandboxes are neither idle-reaped nor orphans.
+    sqlx::query(
+        "INSERT INTO runtime_assignments (thread_key, assignment_generation, harness, prompt_ref, state) \
+         SELECT 'bench-' || i, 1, 'echo', 'prompts/echo/v1', 'active' FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(LIVE_SANDBOXES as i32)
+    .execute(&pool)
+    .await
+    .unwrap();
     let dispatcher =
         ChildProcess::spawn("dispatcher", &binary("dispatcher"), &[], &env, &work_dir).unwrap();
     let ready = format!("http://127.0.0.1:{port}/readyz");
@@ -171,7 +187,7 @@ async fn creation_rate_and_dispatcher_rss() {
     // Let the watch list all pods and the maintenance loops (GC, reaping) run a few rounds.
     tokio::time::sleep(Duration::from_secs(12)).await;
     println!(
-        "dispatcher with {LIVE_SANDBOXES} live sandboxes  RSS {:>6.1} MiB  peak {:>6.1} MiB  ({} pods still present after GC rounds)",
+        "dispatcher with {LIVE_SANDBOXES} live sandboxes  RSS {:>6.1} MiB  peak {:>6.1} MiB  ({} pods watched and kept through the GC and reaping rounds)",
         rss_kib(dispatcher.pid(), "VmRSS:") as f64 / 1024.0,
         rss_kib(dispatcher.pid(), "VmHWM:") as f64 / 1024.0,
         fake.pod_names().len()
