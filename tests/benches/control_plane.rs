@@ -116,7 +116,7 @@ async fn first_event_latency(
             .await
             .unwrap();
         let micros: f64 = sqlx::query_scalar(
-            "SELECT EXTRACT(EPOCH FROM (min(ev.created_at) - e.created_at)) * 1e6
+            "SELECT (EXTRACT(EPOCH FROM (min(ev.created_at) - e.created_at)) * 1e6)::float8
              FROM executions e JOIN execution_events ev
                ON ev.execution_id = e.execution_id AND ev.event_kind = 'harness_event'
              WHERE e.execution_id = $1 GROUP BY e.created_at",
