@@ -208,11 +208,12 @@ async fn function_figures(runs: usize) {
         "final-deliveries",
         "slack-webhook",
     ];
-    let database = TestDatabase::create().await.unwrap();
     let log_dir = std::env::temp_dir().join(format!("centaur-bench-{}", std::process::id()));
     std::fs::create_dir_all(&log_dir).unwrap();
     println!("\n--- functions (this machine's x86_64 release build; Lambda runs arm64) ---");
     for function in FUNCTIONS {
+        // A database of its own: the first start applies the migrations, as on a new stack.
+        let database = TestDatabase::create().await.unwrap();
         let path = binary(function);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let mut histogram = Histogram::<u64>::new(3).unwrap();
@@ -220,6 +221,10 @@ async fn function_figures(runs: usize) {
             let mut runtime = FakeLambdaRuntime::start().await.unwrap();
             let env: BTreeMap<String, String> = [
                 ("AWS_LAMBDA_RUNTIME_API", runtime.address.as_str()),
+                ("AWS_LAMBDA_FUNCTION_NAME", function),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+                ("AWS_REGION", "us-east-1"),
                 ("DATABASE_URL", database.url.as_str()),
                 ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
                 ("RUST_LOG", "warn"),
@@ -244,8 +249,8 @@ async fn function_figures(runs: usize) {
             histogram.value_at_quantile(0.5) as f64 / 1000.0,
             histogram.max() as f64 / 1000.0,
         );
+        database.drop_database().await.unwrap();
     }
-    database.drop_database().await.unwrap();
     let _ = std::fs::remove_dir_all(&log_dir);
 }
 
@@ -260,8 +265,11 @@ async fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    for queue in [QueueKind::Postgres, QueueKind::Sqs] {
-        queue_figures(queue, load_threads, load_clients, latency_turns).await;
+    // BENCH_ONLY=functions prints only the function sizes and cold starts.
+    if std::env::var("BENCH_ONLY").as_deref() != Ok("functions") {
+        for queue in [QueueKind::Postgres, QueueKind::Sqs] {
+            queue_figures(queue, load_threads, load_clients, latency_turns).await;
+        }
     }
     function_figures(env_usize("BENCH_COLD_STARTS", 5)).await;
 }
