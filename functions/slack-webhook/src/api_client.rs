@@ -16,6 +16,18 @@ pub enum HandoffError {
     Refused { code: String, message: String },
 }
 
+/// One HTTP client (and connection pool) for the whole process, built at first use rather
+/// than per Slack request.
+fn shared_http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    })
+}
+
 /// Calls the API as the Slackbot.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -48,12 +60,8 @@ impl Answer {
 impl ApiClient {
     /// A client for `base_url` (`CENTAUR_API_URL`) with the Slackbot's key.
     pub fn new(base_url: &str, api_key: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
         Self {
-            http,
+            http: shared_http().clone(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: api_key.to_owned(),
         }
