@@ -111,6 +111,8 @@ fn turn_line(
         execution_id: execution.execution_id.clone(),
         agent_thread_id,
         env,
+        workspace: None,
+        instructions: None,
     }
     .to_line()
 }

@@ -75,6 +75,8 @@ impl Session {
                 execution_id,
                 agent_thread_id,
                 env,
+                workspace: _,
+                instructions: _,
             } => {
                 let turn = Turn {
                     execution_id,

@@ -15,5 +15,6 @@
 pub mod protocol;
 
 pub use protocol::{
-    ContentBlock, HarnessEvent, ProtocolError, SandboxInput, SandboxOutput, TurnMessage, TurnStatus,
+    ContentBlock, HarnessEvent, ProtocolError, SandboxInput, SandboxOutput, TurnMessage,
+    TurnStatus, Workspace,
 };

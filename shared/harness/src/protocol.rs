@@ -30,6 +30,19 @@ impl TurnMessage {
     }
 }
 
+/// The repository a thread works in and the branch its sandboxes work on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// The repository as the thread named it (`owner/name` or an https URL), for messages.
+    pub repo: String,
+    /// The https clone URL, without any credential: the sandbox adds the
+    /// `GITHUB_TOKEN` placeholder as the Basic-auth password, which the proxy swaps.
+    pub clone_url: String,
+    /// The branch the agent works on: `centaur/<short thread id>-<n>`. Checked out if the
+    /// remote already has it (a replaced sandbox continues the work), else created.
+    pub branch: String,
+}
+
 /// A line the dispatcher writes to the sandbox's stdin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -47,6 +60,14 @@ pub enum SandboxInput {
         /// real secret).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         env: std::collections::BTreeMap<String, String>,
+        /// The repository the thread works in: the sandbox clones it (once per sandbox)
+        /// and runs the harness in the checkout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<Workspace>,
+        /// The thread's own instructions (`agents_md_override` from spawn), appended to
+        /// the deployment's base prompt and the repository's `AGENTS.md`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instructions: Option<String>,
     },
     /// Replay `execution_id`'s events after `after_seq` (sent after a re-attach).
     Resume {
