@@ -7,7 +7,9 @@ pub mod delivery;
 pub mod execution;
 pub mod harness;
 pub mod ids;
+pub mod repo;
 
 pub use execution::{ExecutionStatus, TerminalReason};
 pub use harness::Harness;
 pub use ids::{ExecutionId, SandboxId, ThreadKey};
+pub use repo::{branch_name, RepoAllowlist, RepoError, RepoRef};
