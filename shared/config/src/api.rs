@@ -2,6 +2,7 @@
 
 use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxConfig};
 use crate::env::{ConfigError, Env};
+use crate::workspace::WorkspaceConfig;
 
 /// Everything the API functions read from the environment.
 #[derive(Clone)]
@@ -10,6 +11,8 @@ pub struct ApiConfig {
     pub queue: QueueConfig,
     pub auth: AuthConfig,
     pub sandbox: SandboxConfig,
+    /// `AGENT_REPO` and `AGENT_REPOS_ALLOWED`: which repository a spawn gets and may name.
+    pub workspace: WorkspaceConfig,
     /// `IRON_PROXY_BOUND_SECRETS`: secret names bound in iron-proxy (the chart renders it),
     /// for `/health/tools`.
     pub iron_proxy_bound_secrets: Vec<String>,
@@ -32,6 +35,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("queue", &self.queue)
             .field("auth", &self.auth)
             .field("sandbox", &self.sandbox)
+            .field("workspace", &self.workspace)
             .field("iron_proxy_bound_secrets", &self.iron_proxy_bound_secrets)
             .field("slack_configured", &self.slack_configured)
             .field("slack_bot_user_id", &self.slack_bot_user_id)
@@ -47,6 +51,7 @@ impl ApiConfig {
             queue: QueueConfig::from_env(env)?,
             auth: AuthConfig::from_env(env)?,
             sandbox: SandboxConfig::from_env(env)?,
+            workspace: WorkspaceConfig::from_env(env)?,
             iron_proxy_bound_secrets: env
                 .optional("IRON_PROXY_BOUND_SECRETS")
                 .map(|list| {
@@ -86,5 +91,26 @@ mod tests {
             vec!["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
         );
         assert!(!config.slack_configured);
+        assert_eq!(config.workspace.default_repo, None);
+    }
+
+    #[test]
+    fn the_workspace_variables_are_read_and_named_in_errors() {
+        let base = [
+            ("DATABASE_URL", "postgres://x"),
+            ("SANDBOX_SIGNING_KEY", "0123456789abcdef0123456789abcdef"),
+        ];
+        let env = Env::from_pairs(base.into_iter().chain([
+            ("AGENT_REPO", "acme/api"),
+            ("AGENT_REPOS_ALLOWED", "acme/*"),
+        ]));
+        let config = ApiConfig::from_env(&env).expect("valid");
+        assert_eq!(
+            config.workspace.default_repo.as_ref().map(|r| r.as_str()),
+            Some("acme/api")
+        );
+        let env = Env::from_pairs(base.into_iter().chain([("AGENT_REPO", "ssh://x/y/z")]));
+        let err = ApiConfig::from_env(&env).expect_err("invalid");
+        assert!(err.to_string().contains("AGENT_REPO"), "{err}");
     }
 }

@@ -48,6 +48,11 @@ pub struct DispatcherConfig {
     pub sandbox_command: PathBuf,
     /// `SANDBOX_STATE_DIR` (`$TMPDIR/centaur-sandboxes`): the local backend's state.
     pub sandbox_state_dir: PathBuf,
+    /// `AGENT_REPO` / `AGENT_REPOS_ALLOWED` (see [`crate::WorkspaceConfig`]).
+    pub workspace: crate::workspace::WorkspaceConfig,
+    /// `AGENTS_BASE_FILE` (optional): the deployment's base prompt, read at start-up;
+    /// `None` means the built-in `AGENTS_BASE.md`.
+    pub agents_base_prompt: Option<String>,
 }
 
 fn seconds(env: &Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -113,6 +118,8 @@ impl DispatcherConfig {
                 .optional("SANDBOX_STATE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| temp.join("centaur-sandboxes")),
+            workspace: crate::workspace::WorkspaceConfig::from_env(env)?,
+            agents_base_prompt: crate::workspace::agents_base_prompt(env)?,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod env;
 pub mod kubernetes;
 pub mod slack;
+pub mod workspace;
 
 pub use api::ApiConfig;
 pub use common::{
@@ -19,3 +20,4 @@ pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};
 pub use kubernetes::KubernetesConfig;
 pub use slack::SlackDeliveryConfig;
+pub use workspace::WorkspaceConfig;
