@@ -194,6 +194,18 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn with_local_operator_off_loopback_needs_a_key(pool: PgPool) {
+        let mut config = centaur_http::testing::test_config();
+        config.auth.local_operator = false;
+        let client = TestClient::new(router(AppState::new(pool, config)));
+        let (status, body) = client
+            .get("/admin/api-keys", &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["detail"], "Missing API key");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn agent_keys_cannot_manage_keys(pool: PgPool) {
         let key = create_key(&pool, &["agent"]).await;
         let client = TestClient::new(router(test_state(pool)));

@@ -83,6 +83,10 @@ pub struct AuthConfig {
     pub slackbot_api_key: Option<String>,
     /// `LOCAL_DEV_API_KEY`: bootstrapped as `service:local-dev` with `admin`, `agent`.
     pub local_dev_api_key: Option<String>,
+    /// `LOCAL_OPERATOR` (`on`): a loopback request with no forwarding header acts as the
+    /// local operator. Turn it `off` where loopback is not the operator (a service-mesh
+    /// sidecar forwarding from 127.0.0.1).
+    pub local_operator: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for AuthConfig {
                 "local_dev_api_key",
                 &self.local_dev_api_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("local_operator", &self.local_operator)
             .finish()
     }
 }
@@ -120,6 +125,7 @@ impl AuthConfig {
             sandbox_signing_key,
             slackbot_api_key: env.optional("SLACKBOT_API_KEY"),
             local_dev_api_key: env.optional("LOCAL_DEV_API_KEY"),
+            local_operator: env.flag_or("LOCAL_OPERATOR", true)?,
         })
     }
 }

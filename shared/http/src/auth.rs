@@ -9,8 +9,36 @@ use centaur_auth::scope::{self, Scope};
 use centaur_auth::{api_key, sandbox_token, SandboxClaims};
 use std::net::SocketAddr;
 
-/// Headers that mean "this request was forwarded": never the local operator.
-pub const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+/// Headers that mean "this request was forwarded by a proxy, load balancer, CDN or mesh
+/// sidecar": never the local operator. Besides these exact names, any header whose name
+/// contains `forwarded` or ends in `client-ip` / `connecting-ip` / `real-ip`, and every
+/// `x-envoy-*` header, counts (see [`is_forwarding_header`]).
+pub const FORWARDING_HEADERS: [&str; 14] = [
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-original-forwarded-for",
+    "x-real-ip",
+    "via",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-envoy-external-address",
+];
+
+/// True if a header of this (lower-case) name says the request passed through a proxy.
+pub fn is_forwarding_header(name: &str) -> bool {
+    FORWARDING_HEADERS.contains(&name)
+        || name.contains("forwarded")
+        || name.ends_with("client-ip")
+        || name.ends_with("connecting-ip")
+        || name.ends_with("real-ip")
+        || name.starts_with("x-envoy-")
+}
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -37,9 +65,9 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 /// True for a loopback peer whose request carries no forwarding header.
 pub fn is_local_operator(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     peer.is_some_and(|addr| addr.ip().is_loopback())
-        && FORWARDING_HEADERS
-            .iter()
-            .all(|name| !headers.contains_key(*name))
+        && headers
+            .keys()
+            .all(|name| !is_forwarding_header(name.as_str()))
 }
 
 impl Principal {
@@ -50,7 +78,7 @@ impl Principal {
         peer: Option<SocketAddr>,
     ) -> Result<Self, ApiError> {
         let Some(token) = credential(headers).filter(|token| !token.is_empty()) else {
-            if is_local_operator(peer, headers) {
+            if state.config.auth.local_operator && is_local_operator(peer, headers) {
                 return Ok(Principal::LocalOperator);
             }
             return Err(ApiError::Unauthorized("Missing API key".into()));
@@ -155,6 +183,28 @@ mod tests {
             headers.insert(name, HeaderValue::from_static("10.0.0.1"));
             assert!(!is_local_operator(loopback(), &headers), "{name}");
         }
+    }
+
+    #[test]
+    fn any_proxy_or_mesh_header_means_not_local() {
+        for name in [
+            "x-forwarded-port",
+            "x-original-forwarded-for",
+            "x-envoy-attempt-count",
+            "akamai-true-client-ip",
+            "x-forwarded-client-cert",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                axum::http::HeaderName::from_static(name),
+                HeaderValue::from_static("1"),
+            );
+            assert!(!is_local_operator(loopback(), &headers), "{name}");
+        }
+        let mut plain = HeaderMap::new();
+        plain.insert("user-agent", HeaderValue::from_static("curl/8"));
+        plain.insert("content-type", HeaderValue::from_static("application/json"));
+        assert!(is_local_operator(loopback(), &plain));
     }
 
     #[test]
