@@ -198,9 +198,7 @@ mod tests {
         let mut config = centaur_http::testing::test_config();
         config.auth.local_operator = false;
         let client = TestClient::new(router(AppState::new(pool, config)));
-        let (status, body) = client
-            .get("/admin/api-keys", &Caller::LocalOperator)
-            .await;
+        let (status, body) = client.get("/admin/api-keys", &Caller::LocalOperator).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(body["detail"], "Missing API key");
     }
