@@ -93,10 +93,16 @@ async fn execute(
         first_message,
         harness: harness.map(|h| h.as_str().to_owned()),
     };
-    let (response, created) = executions::create(
+    let workspace = validate::workspace(
+        &state.config.workspace,
+        request.repo.as_deref(),
+        request.agents_md_override.as_deref(),
+    )?;
+    let (response, created) = executions::create_in_workspace(
         &state.pool,
         &new,
         state.config.sandbox.default_harness.as_str(),
+        &workspace,
     )
     .await?;
     if created {

@@ -16,6 +16,10 @@ pub mod codes {
     pub const THREAD_FAILURE_LOOP: &str = "THREAD_FAILURE_LOOP";
     pub const DELIVERY_LEASE_LOST: &str = "DELIVERY_LEASE_LOST";
     pub const UNKNOWN_HARNESS: &str = "UNKNOWN_HARNESS";
+    /// A `repo` that is not `owner/name` or an `https://host/owner/name` URL (422).
+    pub const INVALID_REPO: &str = "INVALID_REPO";
+    /// A `repo` outside the deployment's `AGENT_REPOS_ALLOWED` (422).
+    pub const REPO_NOT_ALLOWED: &str = "REPO_NOT_ALLOWED";
     pub const INVALID_MESSAGE: &str = "INVALID_MESSAGE";
     pub const VALIDATION_ERROR: &str = "VALIDATION_ERROR";
     pub const INVALID_JSON: &str = "INVALID_JSON";
@@ -26,6 +30,9 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
 }
 
+/// Longest accepted `agents_md_override`, in bytes (larger → 422).
+pub const MAX_AGENTS_MD_OVERRIDE_BYTES: usize = 64 * 1024;
+
 /// `POST /agent/spawn`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpawnRequest {
@@ -34,6 +41,12 @@ pub struct SpawnRequest {
     pub spawn_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<String>,
+    /// The repository to work in (`owner/name` or an https URL); default `AGENT_REPO`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The thread's own instructions, appended to the base prompt and the repo's AGENTS.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents_md_override: Option<String>,
 }
 
 /// Response of `POST /agent/spawn`.
@@ -45,6 +58,9 @@ pub struct SpawnResponse {
     pub assignment_state: String,
     pub harness: String,
     pub prompt_ref: String,
+    /// The thread's repository (normal form), or none: an empty workspace.
+    #[serde(default)]
+    pub repo: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
 }
@@ -109,6 +125,12 @@ pub struct ExecuteRequest {
     /// Harness for the one-call path's spawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<String>,
+    /// Repository for the one-call path's spawn (as on `/agent/spawn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// `agents_md_override` for the one-call path's spawn (as on `/agent/spawn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents_md_override: Option<String>,
 }
 
 /// Response of `POST /agent/execute` (202).

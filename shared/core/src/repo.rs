@@ -68,6 +68,9 @@ impl RepoRef {
         }
         let (host, path) = split_host(raw)?;
         let path = path.strip_suffix('/').unwrap_or(path);
+        if let Some(dots) = path.split('/').find(|part| part.contains("..")) {
+            return Err(RepoError::Segment(dots.to_string()));
+        }
         let mut parts = path.split('/');
         let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(RepoError::Shape);

@@ -15,7 +15,7 @@ pub enum ApiError {
     /// 400 with a code (e.g. `INVALID_JSON`, `INVALID_MESSAGE`).
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
-    /// 422 with a code (`VALIDATION_ERROR`, `UNKNOWN_HARNESS`).
+    /// 422 with a code (`VALIDATION_ERROR`, `UNKNOWN_HARNESS`, `INVALID_REPO`, `REPO_NOT_ALLOWED`).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
     /// 413.
@@ -121,7 +121,7 @@ impl From<TurnError> for ApiError {
         match err {
             TurnError::NoActiveAssignment(_) => conflict(codes::NO_ACTIVE_ASSIGNMENT, &err),
             TurnError::GenerationStale { .. } => conflict(codes::ASSIGNMENT_GENERATION_STALE, &err),
-            TurnError::PromptMismatch { .. } => {
+            TurnError::PromptMismatch { .. } | TurnError::WorkspaceMismatch(_) => {
                 conflict(codes::ACTIVE_ASSIGNMENT_PROMPT_MISMATCH, &err)
             }
             TurnError::IdempotencyMismatch { .. } => {

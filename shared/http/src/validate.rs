@@ -1,8 +1,11 @@
 //! Field validation with errors that name the field.
 
 use crate::error::ApiError;
+use centaur_config::WorkspaceConfig;
 use centaur_core::api::codes;
-use centaur_core::{Harness, ThreadKey};
+use centaur_core::api::MAX_AGENTS_MD_OVERRIDE_BYTES;
+use centaur_core::{Harness, RepoRef, ThreadKey};
+use centaur_store::assignments::WorkspaceChoice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -47,4 +50,52 @@ pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError
             "limit must be between 1 and {max}, got {limit}"
         ))),
     }
+}
+
+/// A spawn's workspace: `repo` parsed (422 `INVALID_REPO`) and checked against
+/// `AGENT_REPOS_ALLOWED` (422 `REPO_NOT_ALLOWED`), `agents_md_override` bounded to
+/// [`MAX_AGENTS_MD_OVERRIDE_BYTES`] without NUL (422 `VALIDATION_ERROR`; blank counts as
+/// absent), and the deployment's default repo for a new assignment.
+pub fn workspace(
+    config: &WorkspaceConfig,
+    repo: Option<&str>,
+    agents_md_override: Option<&str>,
+) -> Result<WorkspaceChoice, ApiError> {
+    let requested_repo = repo
+        .map(|raw| {
+            let repo = RepoRef::parse(raw).map_err(|err| ApiError::Unprocessable {
+                code: codes::INVALID_REPO,
+                message: format!("repo: {err}"),
+            })?;
+            if !config.repos_allowed.allows(&repo) {
+                return Err(ApiError::Unprocessable {
+                    code: codes::REPO_NOT_ALLOWED,
+                    message: format!(
+                        "repo '{repo}' is not allowed on this deployment (AGENT_REPOS_ALLOWED)"
+                    ),
+                });
+            }
+            Ok(repo.to_string())
+        })
+        .transpose()?;
+    let agents_md_override = match agents_md_override {
+        Some(text) if text.len() > MAX_AGENTS_MD_OVERRIDE_BYTES => {
+            return Err(ApiError::validation(format!(
+                "agents_md_override must be at most {MAX_AGENTS_MD_OVERRIDE_BYTES} bytes, got {}",
+                text.len()
+            )));
+        }
+        Some(text) if text.contains('\0') => {
+            return Err(ApiError::validation(
+                "agents_md_override must not contain NUL characters",
+            ));
+        }
+        Some(text) if !text.trim().is_empty() => Some(text.to_owned()),
+        _ => None,
+    };
+    Ok(WorkspaceChoice {
+        requested_repo,
+        default_repo: config.default_repo.as_ref().map(ToString::to_string),
+        agents_md_override,
+    })
 }

@@ -4,6 +4,7 @@
 
 use crate::error::TurnError;
 use crate::executions;
+use crate::StoreError;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
@@ -14,6 +15,21 @@ pub struct Assignment {
     pub assignment_generation: i64,
     pub harness: String,
     pub prompt_ref: String,
+    /// The repository the thread works in (normal form), if any.
+    pub repo: Option<String>,
+}
+
+/// The workspace a spawn asks for, after the API validated `repo` against the deployment's
+/// allowlist. A named repo or override that differs from the active assignment's is a
+/// [`TurnError::WorkspaceMismatch`], like a different harness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceChoice {
+    /// The repository the caller named (normal form).
+    pub requested_repo: Option<String>,
+    /// The deployment's `AGENT_REPO` (normal form), for a new assignment that names none.
+    pub default_repo: Option<String>,
+    /// The caller's `agents_md_override`.
+    pub agents_md_override: Option<String>,
 }
 
 /// Takes the thread's serialisation lock for the rest of the transaction.
@@ -31,7 +47,7 @@ pub async fn active(
     thread_key: &str,
 ) -> Result<Option<Assignment>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT thread_key, assignment_generation, harness, prompt_ref FROM runtime_assignments
+        "SELECT thread_key, assignment_generation, harness, prompt_ref, repo FROM runtime_assignments
          WHERE thread_key = $1 AND state = 'active'",
     )
     .bind(thread_key)
@@ -115,12 +131,14 @@ pub fn prompt_ref(harness: &str) -> String {
 }
 
 /// Attaches to the active assignment, or creates generation + 1 (inside the caller's
-/// locked transaction). `requested` is the harness the caller asked for, if any.
+/// locked transaction). `requested` is the harness the caller asked for, if any; a
+/// different harness, repo or override than the active assignment's is refused.
 pub async fn attach_or_create(
     conn: &mut PgConnection,
     thread_key: &str,
     requested: Option<&str>,
     default_harness: &str,
+    workspace: &WorkspaceChoice,
 ) -> Result<Assignment, TurnError> {
     if let Some(active) = active(conn, thread_key).await? {
         if let Some(requested) = requested.filter(|requested| *requested != active.harness) {
@@ -129,29 +147,83 @@ pub async fn attach_or_create(
                 requested: requested.to_owned(),
             });
         }
+        if let Some(repo) = &workspace.requested_repo {
+            if active.repo.as_ref() != Some(repo) {
+                return Err(TurnError::WorkspaceMismatch(format!(
+                    "thread already has an active assignment with repo '{}'; release it before spawning with repo '{repo}'",
+                    active.repo.as_deref().unwrap_or("(none)"),
+                )));
+            }
+        }
+        if let Some(text) = &workspace.agents_md_override {
+            let same: bool = sqlx::query_scalar(
+                "SELECT agents_md_override IS NOT DISTINCT FROM $3 FROM runtime_assignments
+                 WHERE thread_key = $1 AND assignment_generation = $2",
+            )
+            .bind(thread_key)
+            .bind(active.assignment_generation)
+            .bind(text)
+            .fetch_one(&mut *conn)
+            .await?;
+            if !same {
+                return Err(TurnError::WorkspaceMismatch(
+                    "thread already has an active assignment with another agents_md_override; release it before spawning with a new one".to_owned(),
+                ));
+            }
+        }
         return Ok(active);
     }
     let harness = requested.unwrap_or(default_harness);
+    let repo = workspace
+        .requested_repo
+        .as_ref()
+        .or(workspace.default_repo.as_ref());
     Ok(sqlx::query_as(
-        "INSERT INTO runtime_assignments (thread_key, assignment_generation, harness, prompt_ref, state)
-         SELECT $1, COALESCE(max(assignment_generation), 0) + 1, $2, $3, 'active'
+        "INSERT INTO runtime_assignments (thread_key, assignment_generation, harness, prompt_ref, state,
+                                         repo, agents_md_override)
+         SELECT $1, COALESCE(max(assignment_generation), 0) + 1, $2, $3, 'active', $4, $5
          FROM runtime_assignments WHERE thread_key = $1
-         RETURNING thread_key, assignment_generation, harness, prompt_ref",
+         RETURNING thread_key, assignment_generation, harness, prompt_ref, repo",
     )
     .bind(thread_key)
     .bind(harness)
     .bind(prompt_ref(harness))
+    .bind(repo)
+    .bind(&workspace.agents_md_override)
     .fetch_one(conn)
     .await?)
 }
 
-/// `POST /agent/spawn`: attach or create, with `spawn_id` idempotency.
+/// `POST /agent/spawn` without a repository or override (see [`spawn_in_workspace`]).
 pub async fn spawn(
     pool: &PgPool,
     thread_key: &str,
     spawn_id: Option<&str>,
     requested: Option<&str>,
     default_harness: &str,
+    request_hash: &str,
+) -> Result<Value, TurnError> {
+    spawn_in_workspace(
+        pool,
+        thread_key,
+        spawn_id,
+        requested,
+        default_harness,
+        &WorkspaceChoice::default(),
+        request_hash,
+    )
+    .await
+}
+
+/// `POST /agent/spawn`: attach or create, with `spawn_id` idempotency. The response
+/// carries the thread's `repo`.
+pub async fn spawn_in_workspace(
+    pool: &PgPool,
+    thread_key: &str,
+    spawn_id: Option<&str>,
+    requested: Option<&str>,
+    default_harness: &str,
+    workspace: &WorkspaceChoice,
     request_hash: &str,
 ) -> Result<Value, TurnError> {
     let mut tx = pool.begin().await?;
@@ -170,7 +242,8 @@ pub async fn spawn(
             return Ok(stored);
         }
     }
-    let assignment = attach_or_create(&mut tx, thread_key, requested, default_harness).await?;
+    let assignment =
+        attach_or_create(&mut tx, thread_key, requested, default_harness, workspace).await?;
     let busy = executions::has_unfinished(&mut tx, thread_key).await?;
     let response = json!({
         "ok": true,
@@ -179,6 +252,7 @@ pub async fn spawn(
         "assignment_state": if busy { "assigned_busy" } else { "assigned_idle" },
         "harness": assignment.harness,
         "prompt_ref": assignment.prompt_ref,
+        "repo": assignment.repo,
     });
     if let Some(key) = spawn_id {
         remember(
@@ -194,6 +268,24 @@ pub async fn spawn(
     }
     tx.commit().await?;
     Ok(response)
+}
+
+/// The repository and `agents_md_override` of one assignment of a thread (`None`s when
+/// the assignment names none, or does not exist).
+pub async fn workspace_of(
+    pool: &PgPool,
+    thread_key: &str,
+    assignment_generation: i64,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT repo, agents_md_override FROM runtime_assignments
+         WHERE thread_key = $1 AND assignment_generation = $2",
+    )
+    .bind(thread_key)
+    .bind(assignment_generation)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.unwrap_or_default())
 }
 
 /// `POST /agent/threads/{tk}/release`: releases the active assignment (optionally

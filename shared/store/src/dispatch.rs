@@ -26,6 +26,12 @@ pub struct ClaimedExecution {
     pub claimed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub hard_deadline_at: Option<chrono::DateTime<chrono::Utc>>,
     pub delivery: Value,
+    /// The assignment generation the execution belongs to (the `n` of the thread's branch).
+    pub assignment_generation: i64,
+    /// The thread's repository (normal form, see `centaur_core::RepoRef`), if any.
+    pub repo: Option<String>,
+    /// The thread's `agents_md_override` from spawn, if any.
+    pub agents_md_override: Option<String>,
 }
 
 impl ClaimedExecution {
@@ -104,7 +110,8 @@ pub async fn claim(
         return Ok(ClaimOutcome::WaitingForThread);
     }
     let claimed: Option<ClaimedExecution> = sqlx::query_as(&format!(
-        "UPDATE executions SET
+        "WITH claimed AS (
+         UPDATE executions SET
              status = CASE WHEN status = 'cancel_requested' THEN 'cancel_requested' ELSE 'running' END,
              worker_id = $2,
              lease_expires_at = now() + make_interval(secs => $3),
@@ -119,7 +126,11 @@ pub async fn claim(
            AND (status IN ('queued','retry_wait')
                 OR (status IN {ACTIVE} AND lease_expires_at < now()))
          RETURNING execution_id, thread_key, harness, status, attempt, sandbox_id, turn_sent_at,
-                   created_at, claimed_at, hard_deadline_at, delivery"
+                   created_at, claimed_at, hard_deadline_at, delivery, assignment_generation)
+         SELECT c.*, a.repo, a.agents_md_override
+         FROM claimed c
+         LEFT JOIN runtime_assignments a
+           ON a.thread_key = c.thread_key AND a.assignment_generation = c.assignment_generation"
     ))
     .bind(execution_id)
     .bind(worker_id)

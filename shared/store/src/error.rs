@@ -21,6 +21,9 @@ pub enum TurnError {
     GenerationStale { given: i64, active: i64 },
     #[error("thread already has an active '{active}' assignment; release it before spawning '{requested}'")]
     PromptMismatch { active: String, requested: String },
+    /// A spawn named another repo or `agents_md_override` than the active assignment's.
+    #[error("{0}")]
+    WorkspaceMismatch(String),
     #[error("{key_name} '{key}' was already used with a different payload")]
     IdempotencyMismatch { key_name: &'static str, key: String },
     #[error(

@@ -1,7 +1,7 @@
 //! `executions` from the API's side: create (with its `queued` event and outbox row, in
 //! one transaction), read, list, cancel.
 
-use crate::assignments::{self, lock_thread};
+use crate::assignments::{self, lock_thread, WorkspaceChoice};
 use crate::error::TurnError;
 use crate::events::{self, kinds};
 use crate::messages::{self, NewMessage};
@@ -52,6 +52,16 @@ pub async fn create(
     request: &NewExecution,
     default_harness: &str,
 ) -> Result<(Value, bool), TurnError> {
+    create_in_workspace(pool, request, default_harness, &WorkspaceChoice::default()).await
+}
+
+/// [`create`], where the one-call path's spawn gets `workspace` (repo, override).
+pub async fn create_in_workspace(
+    pool: &PgPool,
+    request: &NewExecution,
+    default_harness: &str,
+    workspace: &WorkspaceChoice,
+) -> Result<(Value, bool), TurnError> {
     let thread_key = request.thread_key.as_str();
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
@@ -93,6 +103,7 @@ pub async fn create(
                 thread_key,
                 request.harness.as_deref(),
                 default_harness,
+                workspace,
             )
             .await?
         }

@@ -11,6 +11,8 @@ pub struct ThreadSummary {
     pub thread_key: String,
     pub assignment_generation: i64,
     pub harness: String,
+    /// The thread's repository (normal form), if any.
+    pub repo: Option<String>,
     pub state: String,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub latest_execution_id: Option<String>,
@@ -21,7 +23,7 @@ pub struct ThreadSummary {
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT * FROM (
-             SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.state,
+             SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.repo, a.state,
                     a.updated_at, e.execution_id AS latest_execution_id, e.status AS latest_execution_status
              FROM runtime_assignments a
              LEFT JOIN LATERAL (SELECT execution_id, status FROM executions x
@@ -37,8 +39,8 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, Store
 /// `GET /agent/status`: the assignment, the latest execution, undelivered messages and
 /// the sandbox session of a thread.
 pub async fn status(pool: &PgPool, thread_key: &str) -> Result<Value, StoreError> {
-    let assignment: Option<(i64, String, String)> = sqlx::query_as(
-        "SELECT assignment_generation, harness, state FROM runtime_assignments
+    let assignment: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT assignment_generation, harness, state, repo FROM runtime_assignments
          WHERE thread_key = $1 ORDER BY assignment_generation DESC LIMIT 1",
     )
     .bind(thread_key)
@@ -72,8 +74,8 @@ pub async fn status(pool: &PgPool, thread_key: &str) -> Result<Value, StoreError
     Ok(json!({
         "ok": true,
         "thread_key": thread_key,
-        "assignment": assignment.map(|(generation, harness, state)| json!({
-            "assignment_generation": generation, "harness": harness, "state": state,
+        "assignment": assignment.map(|(generation, harness, state, repo)| json!({
+            "assignment_generation": generation, "harness": harness, "state": state, "repo": repo,
         })),
         "busy": running,
         "latest_execution": latest.map(|(id, status, reason, error)| json!({
