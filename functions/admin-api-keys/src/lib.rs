@@ -1,12 +1,14 @@
 //! `admin-api-keys`: create (plaintext returned once), list and revoke API keys.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use centaur_auth::{api_key, scope, Scope};
 use centaur_core::api::Route;
-use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_http::{
+    require, validate, ApiError, ApiJson, ApiPath, AppState, Authorized, Principal,
+};
 use centaur_store::api_keys::{self, ApiKeyRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,10 +51,9 @@ fn admin(principal: &Principal) -> Result<(), ApiError> {
 
 async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<require::Admin>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    admin(&principal)?;
     let request: CreateRequest = validate::typed(&body)?;
     let name = request.name.trim();
     if name.is_empty() {
@@ -95,7 +96,7 @@ async fn list(
 async fn revoke(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&principal)?;
     let not_found = || ApiError::NotFound(format!("API key '{id}' not found"));

@@ -2,7 +2,7 @@
 //! Server-Sent Events, resumable with `after_event_id` or `Last-Event-ID`. With
 //! `execution_id` the stream ends after that execution's terminal state.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
@@ -10,7 +10,7 @@ use axum::Router;
 use centaur_auth::Scope;
 use centaur_core::api::{EventView, Route};
 use centaur_core::ExecutionStatus;
-use centaur_http::{validate, ApiError, ApiQuery, AppState, Principal};
+use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
 use futures::stream::{self, Stream};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -105,7 +105,7 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
 async fn events(
     State(state): State<AppState>,
     principal: Principal,
-    Path(thread_key): Path<String>,
+    ApiPath(thread_key): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -116,10 +116,20 @@ async fn events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<i64>().ok());
+    let execution_id = match query.execution_id.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            centaur_core::ExecutionId::parse(raw)
+                .ok_or_else(|| {
+                    ApiError::validation(format!("execution_id '{raw}' is not an execution id"))
+                })?
+                .to_string(),
+        ),
+    };
     let cursor = Cursor {
         state,
         thread_key: thread_key.to_string(),
-        execution_id: query.execution_id,
+        execution_id,
         after: query.after_event_id.or(last_event_id).unwrap_or(0),
         buffered: Default::default(),
         done: false,
@@ -196,6 +206,29 @@ mod tests {
         let text = body.as_str().unwrap();
         assert!(!text.contains(&format!("id: {first}\n")), "{text}");
         assert_eq!(text.matches("event: execution_state").count(), 1, "{text}");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn invalid_stream_parameters_are_refused_at_once(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for (path, field) in [
+            ("/agent/threads/t1/events?execution_id=%00", "execution_id"),
+            ("/agent/threads/t1/events?execution_id=nope", "execution_id"),
+            (
+                "/agent/threads/t1/events?after_event_id=x",
+                "after_event_id",
+            ),
+            ("/agent/threads/t%00/events", "thread_key"),
+        ] {
+            let (status, body) = client.get(path, &Caller::LocalOperator).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+            assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+        }
+        let (status, body) = client
+            .get("/agent/threads/%FF%FE/events", &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "INVALID_PATH");
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -6,10 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use centaur_auth::Scope;
 use centaur_core::api::{ExecuteRequest, Route};
 use centaur_core::canonical::request_hash;
-use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_http::{require, validate, ApiError, ApiJson, AppState, Authorized};
 use centaur_queue::QueueMessage;
 use centaur_store::executions::{self, NewExecution};
 use centaur_store::messages::NewMessage;
@@ -53,10 +52,9 @@ fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
 
 async fn execute(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<require::AgentExecute>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    principal.require(Scope::AgentExecute)?;
     let request: ExecuteRequest = validate::typed(&body)?;
     let thread_key = validate::thread_key(&request.thread_key)?;
     principal.require_thread(thread_key.as_str())?;

@@ -1,13 +1,13 @@
 //! `agent-executions`: one execution with its event trail, cancel, and a thread's
 //! executions newest first.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use centaur_auth::Scope;
 use centaur_core::api::Route;
 use centaur_core::ExecutionId;
-use centaur_http::{validate, ApiError, ApiQuery, AppState, Principal};
+use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
 use centaur_store::executions::{self, CancelOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ struct GetQuery {
 async fn get_execution(
     State(state): State<AppState>,
     principal: Principal,
-    Path(execution_id): Path<String>,
+    ApiPath(execution_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::AgentStatus)?;
@@ -72,7 +72,7 @@ async fn get_execution(
 async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
-    Path(execution_id): Path<String>,
+    ApiPath(execution_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::AgentStop)?;
     authorised_thread(&state, &principal, &execution_id).await?;
@@ -98,7 +98,7 @@ struct ListQuery {
 async fn list_for_thread(
     State(state): State<AppState>,
     principal: Principal,
-    Path(thread_key): Path<String>,
+    ApiPath(thread_key): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::AgentStatus)?;

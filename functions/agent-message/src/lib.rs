@@ -7,7 +7,9 @@ use axum::{Json, Router};
 use centaur_auth::Scope;
 use centaur_core::api::{codes, MessageRequest, NewMessage, Route};
 use centaur_core::canonical::request_hash;
-use centaur_http::{validate, ApiError, ApiJson, ApiQuery, AppState, Principal};
+use centaur_http::{
+    require, validate, ApiError, ApiJson, ApiQuery, AppState, Authorized, Principal,
+};
 use centaur_store::messages;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,10 +70,9 @@ pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessa
 
 async fn post_one(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<require::AgentExecute>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::AgentExecute)?;
     let request: MessageRequest = validate::typed(&body)?;
     let thread_key = validate::thread_key(&request.thread_key)?;
     principal.require_thread(thread_key.as_str())?;
@@ -95,10 +96,9 @@ struct BatchRequest {
 
 async fn post_batch(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<require::AgentExecute>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::AgentExecute)?;
     let request: BatchRequest = validate::typed(&body)?;
     let thread_key = validate::thread_key(&request.thread_key)?;
     principal.require_thread(thread_key.as_str())?;

@@ -2,14 +2,14 @@
 //! and the warm pool.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use centaur_auth::Scope;
 use centaur_core::api::Route;
 use centaur_core::canonical::request_hash;
 use centaur_http::extract::parse_json;
-use centaur_http::{validate, ApiError, ApiQuery, AppState, Principal};
+use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
 use centaur_store::{assignments, threads, warm};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ struct ReleaseRequest {
 async fn release(
     State(state): State<AppState>,
     principal: Principal,
-    Path(thread_key): Path<String>,
+    ApiPath(thread_key): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::AgentStop)?;

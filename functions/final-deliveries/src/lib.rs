@@ -3,12 +3,12 @@
 //! (recording chunks posted), and reports each row delivered or failed. The dispatcher
 //! delivers Slack rows itself through the same store functions when it holds a bot token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use centaur_auth::Scope;
+
 use centaur_core::api::{codes, Route};
-use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_http::{require, validate, ApiError, ApiJson, ApiPath, AppState, Authorized};
 use centaur_store::outbox::{self, FailedOutcome, Retry};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,11 +66,6 @@ fn lease_lost(execution_id: &str) -> ApiError {
     }
 }
 
-fn authorise(principal: &Principal) -> Result<(), ApiError> {
-    principal.require(Scope::Agent)?;
-    principal.require_not_sandbox()
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClaimRequest {
@@ -82,10 +77,9 @@ struct ClaimRequest {
 
 async fn claim(
     State(state): State<AppState>,
-    principal: Principal,
+    _worker: Authorized<require::DeliveryWorker>,
     ApiJson(request): ApiJson<ClaimRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorise(&principal)?;
     let limit = validate::limit(request.limit, 10, 100)?;
     let claimed = outbox::claim(
         &state.pool,
@@ -109,11 +103,10 @@ struct HeartbeatRequest {
 
 async fn heartbeat(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(execution_id): Path<String>,
+    _worker: Authorized<require::DeliveryWorker>,
+    ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorise(&principal)?;
     let owner = worker(&request.worker_id)?;
     if let Some(chunks) = request.delivered_chunks {
         if chunks < 0 {
@@ -143,11 +136,10 @@ struct DeliveredRequest {
 
 async fn delivered(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(execution_id): Path<String>,
+    _worker: Authorized<require::DeliveryWorker>,
+    ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<DeliveredRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorise(&principal)?;
     let detail = validate::optional_object(request.detail.as_ref(), "detail")?;
     let owner = worker(&request.worker_id)?;
     if !outbox::delivered(&state.pool, &execution_id, owner, &detail).await? {
@@ -174,11 +166,10 @@ fn retryable_by_default() -> bool {
 
 async fn failed(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(execution_id): Path<String>,
+    _worker: Authorized<require::DeliveryWorker>,
+    ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<FailedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorise(&principal)?;
     let owner = worker(&request.worker_id)?;
     if request.error.trim().is_empty() {
         return Err(ApiError::validation("error must say what failed"));
@@ -463,6 +454,33 @@ mod tests {
             )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_sandbox_token_is_refused_before_its_body_is_looked_at(pool: PgPool) {
+        let token = centaur_auth::sandbox_token::mint(
+            centaur_http::testing::TEST_SIGNING_KEY,
+            "some-thread",
+            "sbx-1",
+            chrono::Utc::now().timestamp(),
+            600,
+        );
+        let client = TestClient::new(router(test_state(pool)));
+        for path in [
+            "/agent/final-deliveries/claim",
+            "/agent/final-deliveries/exe_1/heartbeat",
+            "/agent/final-deliveries/exe_1/delivered",
+            "/agent/final-deliveries/exe_1/failed",
+        ] {
+            let (status, body) = client
+                .post(path, &Caller::Key(token.clone()), &json!({"bogus": true}))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+            let (status, _) = client
+                .post(path, &Caller::Anonymous, &json!({"bogus": true}))
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        }
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -23,6 +23,7 @@ pub mod codes {
     pub const INVALID_MESSAGE: &str = "INVALID_MESSAGE";
     pub const VALIDATION_ERROR: &str = "VALIDATION_ERROR";
     pub const INVALID_JSON: &str = "INVALID_JSON";
+    pub const INVALID_PATH: &str = "INVALID_PATH";
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";

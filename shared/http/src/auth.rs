@@ -162,6 +162,75 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// What a route demands of its caller, checked by [`Authorized`] before the body is read.
+pub trait Requirement: Send + Sync + 'static {
+    /// Ok if `principal` may call the route.
+    fn check(principal: &Principal) -> Result<(), ApiError>;
+}
+
+/// Requirements of the routes that take a body.
+pub mod require {
+    use super::{Principal, Requirement};
+    use crate::error::ApiError;
+    use centaur_auth::scope::Scope;
+
+    /// Scope `agent:execute` (spawn, message, execute; sandbox tokens included).
+    pub struct AgentExecute;
+    impl Requirement for AgentExecute {
+        fn check(principal: &Principal) -> Result<(), ApiError> {
+            principal.require(Scope::AgentExecute)
+        }
+    }
+
+    /// Scope `admin`, never a sandbox token.
+    pub struct Admin;
+    impl Requirement for Admin {
+        fn check(principal: &Principal) -> Result<(), ApiError> {
+            principal.require_not_sandbox()?;
+            principal.require(Scope::Admin)
+        }
+    }
+
+    /// A final-delivery worker: scope `agent`, never a sandbox token.
+    pub struct DeliveryWorker;
+    impl Requirement for DeliveryWorker {
+        fn check(principal: &Principal) -> Result<(), ApiError> {
+            principal.require(Scope::Agent)?;
+            principal.require_not_sandbox()
+        }
+    }
+}
+
+/// A caller that passed `R`: as an extractor it runs before the body extractor, so an
+/// unauthorised caller gets its 401/403 whatever the body holds.
+pub struct Authorized<R: Requirement> {
+    pub principal: Principal,
+    requirement: std::marker::PhantomData<R>,
+}
+
+impl<R: Requirement> std::ops::Deref for Authorized<R> {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<R: Requirement> FromRequestParts<AppState> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        R::check(&principal)?;
+        Ok(Self {
+            principal,
+            requirement: std::marker::PhantomData,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ pub mod testing;
 pub mod validate;
 
 pub use app::app;
-pub use auth::Principal;
+pub use auth::{require, Authorized, Principal};
 pub use error::ApiError;
-pub use extract::{ApiJson, ApiQuery};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use serve::{run_function, serve};
 pub use state::AppState;
