@@ -142,14 +142,52 @@ impl ApiClient {
         }
     }
 
-    /// The thread's assignment generation, for the selected harness.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Answer, HandoffError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .header("X-Api-Key", &self.api_key)
+            .query(query)
+            .send()
+            .await
+            .map_err(|err| HandoffError::Unavailable(format!("GET {path}: {err}")))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        if status >= 500 {
+            return Err(HandoffError::Unavailable(format!(
+                "GET {path} answered {status}: {body}"
+            )));
+        }
+        Ok(Answer { status, body })
+    }
+
+    /// The thread's assignment generation, for the selected harness and repository. A
+    /// selection different from the active assignment's releases it and spawns anew,
+    /// keeping whichever of harness and repository the message did not name.
     async fn spawn(&self, message: &IncomingMessage) -> Result<i64, HandoffError> {
         let mut request = json!({"thread_key": message.thread_key});
         if let Some(harness) = message.harness {
             request["harness"] = json!(harness.as_str());
         }
+        if let Some(repo) = &message.repo {
+            request["repo"] = json!(repo);
+        }
         let mut spawned = self.post("/agent/spawn", &request).await?;
         if spawned.status == 409 && spawned.code() == "ACTIVE_ASSIGNMENT_PROMPT_MISMATCH" {
+            let status = self
+                .get("/agent/status", &[("key", message.thread_key.as_str())])
+                .await?;
+            let active = &status.body["assignment"];
+            if message.harness.is_none() {
+                if let Some(harness) = active["harness"].as_str() {
+                    request["harness"] = json!(harness);
+                }
+            }
+            if message.repo.is_none() {
+                if let Some(repo) = active["repo"].as_str() {
+                    request["repo"] = json!(repo);
+                }
+            }
             let release = self
                 .post(
                     &format!("/agent/threads/{}/release", message.thread_key),

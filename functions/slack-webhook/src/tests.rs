@@ -12,7 +12,23 @@ const SECRET: &str = "test-slack-signing-secret";
 
 /// The agent functions on a real port; their base URL.
 async fn serve_api(pool: &PgPool) -> String {
-    let state = AppState::new(pool.clone(), test_config());
+    serve_api_with(pool, test_config()).await
+}
+
+/// [`serve_api`] on a deployment that allows `acme/*` and defaults to `acme/api`.
+async fn serve_api_with_repos(pool: &PgPool) -> String {
+    let mut config = test_config();
+    config.workspace =
+        centaur_config::WorkspaceConfig::from_env(&centaur_config::Env::from_pairs([
+            ("AGENT_REPO", "acme/api"),
+            ("AGENT_REPOS_ALLOWED", "acme/*"),
+        ]))
+        .unwrap();
+    serve_api_with(pool, config).await
+}
+
+async fn serve_api_with(pool: &PgPool, config: centaur_config::ApiConfig) -> String {
+    let state = AppState::new(pool.clone(), config);
     let routes = Router::new()
         .merge(agent_spawn::router(state.clone()))
         .merge(agent_message::router(state.clone()))
@@ -292,6 +308,122 @@ async fn a_harness_flag_picks_the_harness_and_a_different_one_switches_the_threa
             .await
             .unwrap();
     assert_eq!(texts, vec![json!("first"), json!("second")]);
+}
+
+async fn assignments_with_repo(pool: &PgPool) -> Vec<(i64, String, Option<String>, String)> {
+    sqlx::query_as(
+        "SELECT assignment_generation, harness, repo, state FROM runtime_assignments
+         ORDER BY assignment_generation",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn reply(event_id: &str, ts: &str, text: &str) -> Value {
+    json!({
+        "type": "event_callback", "team_id": "T1", "event_id": event_id,
+        "authorizations": [{"user_id": "UBOT"}],
+        "event": {"type": "app_mention", "user": "U1", "channel": "C1", "ts": ts,
+                  "thread_ts": "1.0", "text": format!("<@UBOT> {text}")},
+    })
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_repo_flag_picks_the_repo_and_another_one_switches_the_thread_keeping_its_harness(
+    pool: PgPool,
+) {
+    let api = serve_api_with_repos(&pool).await;
+    let client = webhook_client(&pool, &api).await;
+    let (status, body) = post_signed(&client, &mention("Ev1", "1.0", "--claude first"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The same repo as the active one (written as Slack links it) attaches.
+    let (status, body) = post_signed(
+        &client,
+        &reply(
+            "Ev2",
+            "2.0",
+            "\u{2014}repo <https://github.com/acme/api> second",
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        assignments_with_repo(&pool).await,
+        vec![(
+            1,
+            "claude-code".into(),
+            Some("acme/api".into()),
+            "active".into()
+        )]
+    );
+    // Another repo releases and re-spawns with the thread's harness.
+    let (status, body) =
+        post_signed(&client, &reply("Ev3", "3.0", "--repo acme/web third"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Another harness keeps the thread's repo.
+    let (status, body) = post_signed(&client, &reply("Ev4", "4.0", "--amp fourth"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        assignments_with_repo(&pool).await,
+        vec![
+            (
+                1,
+                "claude-code".into(),
+                Some("acme/api".into()),
+                "released".into()
+            ),
+            (
+                2,
+                "claude-code".into(),
+                Some("acme/web".into()),
+                "released".into()
+            ),
+            (3, "amp".into(), Some("acme/web".into()), "active".into()),
+        ]
+    );
+    let texts: Vec<Value> =
+        sqlx::query_scalar("SELECT parts->0->'text' FROM messages ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        texts,
+        vec![
+            json!("first"),
+            json!("second"),
+            json!("third"),
+            json!("fourth")
+        ]
+    );
+    assert_eq!(executions(&pool).await.len(), 4);
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_refused_repo_is_answered_200_and_makes_no_turn(pool: PgPool) {
+    let api = serve_api_with_repos(&pool).await;
+    let client = webhook_client(&pool, &api).await;
+    for (event, ts, text) in [
+        ("Ev1", "1.0", "--repo evil/api do it"),
+        ("Ev2", "2.0", "--repo git@github.com:acme/api.git do it"),
+    ] {
+        let (status, body) = post_signed(&client, &mention(event, ts, text), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["accepted"], false, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("REPO_NOT_ALLOWED") || error.contains("INVALID_REPO"),
+            "{body}"
+        );
+    }
+    assert!(executions(&pool).await.is_empty());
+    assert!(assignments_with_repo(&pool).await.is_empty());
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(messages, 0);
 }
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -1,6 +1,6 @@
 //! Parsing a verified Slack request and normalising the messages that start a turn.
 
-use crate::text::{readable, take_harness_flag};
+use crate::text::{readable, take_harness_flag, take_repo_flag};
 use centaur_core::Harness;
 use serde_json::Value;
 
@@ -35,10 +35,12 @@ pub struct IncomingMessage {
     /// `slack:<team>:<channel>:<ts>`: the API message id and execute id, so retries of the
     /// same Slack message are idempotent end to end.
     pub message_id: String,
-    /// Readable text, without the bot mention and the harness flag.
+    /// Readable text, without the bot mention, the harness flag and the repository flag.
     pub text: String,
     /// The harness the message selects with a flag, if any.
     pub harness: Option<Harness>,
+    /// The repository the message names with `--repo`, if any (unvalidated).
+    pub repo: Option<String>,
 }
 
 /// The body was neither Slack JSON nor a Slack form.
@@ -138,7 +140,8 @@ fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
         .or_else(|| event["team"].as_str())
         .unwrap_or("T0");
     let thread_ts = event["thread_ts"].as_str().unwrap_or(ts);
-    let (text, harness) = take_harness_flag(&readable(raw_text, bot_user));
+    let (raw_text, repo) = take_repo_flag(raw_text);
+    let (text, harness) = take_harness_flag(&readable(&raw_text, bot_user));
     if text.is_empty() {
         return ignored("empty_text");
     }
@@ -160,6 +163,7 @@ fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
         message_id: format!("slack:{message_key}"),
         text,
         harness,
+        repo,
     }))
 }
 
@@ -215,6 +219,18 @@ mod tests {
             m.dedupe_keys,
             vec!["event:Ev1", "message:T1:C1:1700000000.000100"]
         );
+    }
+
+    #[test]
+    fn a_repo_flag_is_taken_from_the_raw_text() {
+        let m = message(json!({"type": "app_mention", "user": "U1", "channel": "C1",
+            "ts": "1.0", "text": "<@UBOT> \u{2014}repo <https://github.com/acme/api> --amp fix &lt;it&gt;"}));
+        assert_eq!(m.repo.as_deref(), Some("https://github.com/acme/api"));
+        assert_eq!(m.harness, Some(Harness::Amp));
+        assert_eq!(m.text, "fix <it>");
+        let m = message(json!({"type": "app_mention", "user": "U1", "channel": "C1",
+            "ts": "1.0", "text": "<@UBOT> no flags"}));
+        assert_eq!(m.repo, None);
     }
 
     #[test]
