@@ -131,6 +131,29 @@ mod tests {
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
     use sqlx::PgPool;
 
+    #[tokio::test]
+    async fn an_execute_answers_503_promptly_while_the_database_hangs() {
+        let (url, _peer) = centaur_http::testing::unresponsive_database().await;
+        let pool = centaur_store::pool_options(2).connect_lazy(&url).unwrap();
+        let client = TestClient::new(router(test_state(pool)));
+        let started = std::time::Instant::now();
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &json!({"thread_key": "t1", "message": "hi"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "UNAVAILABLE");
+        // The pool's acquire timeout bounds the wait (it was 10 s).
+        assert!(
+            started.elapsed() < centaur_store::migrate::ACQUIRE_TIMEOUT * 3,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
     async fn spawned(pool: &PgPool, thread: &str) {
         centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
             .await

@@ -12,6 +12,7 @@ use centaur_core::{ExecutionStatus, Harness};
 use centaur_http::{ApiError, AppState, Principal};
 use centaur_store::harness_reports::{self, CliReport};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -41,9 +42,25 @@ async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// How long `/health/ready` waits for each dependency (checked side by side).
+pub const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await;
-    let queue = state.queue.ping().await;
+    let timed_out =
+        |what: &str| format!("no answer within {READY_CHECK_TIMEOUT:?} from the {what}");
+    let (database, queue) = tokio::join!(
+        tokio::time::timeout(
+            READY_CHECK_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&state.pool)
+        ),
+        tokio::time::timeout(READY_CHECK_TIMEOUT, state.queue.ping()),
+    );
+    let database = database
+        .map_err(|_| timed_out("database"))
+        .and_then(|result| result.map(drop).map_err(|err| err.to_string()));
+    let queue = queue
+        .map_err(|_| timed_out("queue"))
+        .and_then(|result| result.map_err(|err| err.to_string()));
     let mut body = json!({"status": "ok", "database": database.is_ok(), "queue": queue.is_ok()});
     let errors: Vec<String> = [
         database.err().map(|err| format!("database: {err}")),
@@ -234,6 +251,24 @@ mod tests {
         assert_eq!(body["status"], "degraded");
         assert_eq!(body["database"], false);
         assert!(body["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn readiness_answers_503_promptly_while_the_database_hangs() {
+        let (url, _peer) = centaur_http::testing::unresponsive_database().await;
+        let pool = centaur_store::pool_options(2).connect_lazy(&url).unwrap();
+        let client = TestClient::new(router(test_state(pool)));
+        let started = std::time::Instant::now();
+        let (status, body) = client.get("/health/ready", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["database"], false);
+        // Both checks wait side by side, each at most READY_CHECK_TIMEOUT (the old code
+        // waited the pool's 10 s acquire timeout, twice).
+        assert!(
+            started.elapsed() < READY_CHECK_TIMEOUT * 3,
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

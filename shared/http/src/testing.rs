@@ -234,3 +234,23 @@ impl TestClient {
         (status, value)
     }
 }
+
+/// A TCP peer that accepts connections and never answers (a database that hangs), and the
+/// `DATABASE_URL` that points at it. Dropping the handle does not stop it; it lives as long
+/// as the test's runtime.
+pub async fn unresponsive_database() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let port = listener.local_addr().expect("local address").port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        task,
+    )
+}

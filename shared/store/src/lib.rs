@@ -9,14 +9,16 @@ pub mod error;
 pub mod events;
 pub mod executions;
 pub mod harness_reports;
+pub mod history;
 pub mod messages;
 pub mod migrate;
 pub mod outbox;
 pub mod sessions;
 pub mod slack_events;
+pub mod start_retries;
 pub mod threads;
 pub mod warm;
 
 pub use error::{StoreError, TurnError};
-pub use migrate::{connect, MIGRATOR};
+pub use migrate::{connect, pool_options, MIGRATOR};
 pub use sqlx::PgPool;
