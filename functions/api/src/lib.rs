@@ -63,6 +63,69 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn every_error_answer_is_json_whatever_refused_the_request(pool: PgPool) {
+        use axum::http::{Method, StatusCode};
+        let client = TestClient::new(router(test_state(pool)));
+        let long_url = format!(
+            "/agent/executions/exe_0123456789abcdef?x={}",
+            "a".repeat(9000)
+        );
+        let oversize = vec![b'x'; 2 * 1024 * 1024];
+        for (method, path, body, status, code) in [
+            (
+                Method::POST,
+                "/api/webhooks/slack",
+                oversize.clone(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                Method::POST,
+                "/agent/execute",
+                oversize,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                Method::GET,
+                long_url.as_str(),
+                Vec::new(),
+                StatusCode::URI_TOO_LONG,
+                "URI_TOO_LONG",
+            ),
+            (
+                Method::GET,
+                "/no/such/route",
+                Vec::new(),
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+            ),
+            (
+                Method::DELETE,
+                "/agent/execute",
+                Vec::new(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+            ),
+            (
+                Method::GET,
+                "/agent/executions/%FF",
+                Vec::new(),
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+            ),
+        ] {
+            let (got, answer) = client
+                .raw(method.clone(), path, &Caller::LocalOperator, body)
+                .await;
+            let shown = &path[..path.len().min(60)];
+            assert_eq!(got, status, "{method} {shown}: {answer}");
+            assert_eq!(answer["code"], code, "{method} {shown}: {answer}");
+            assert!(answer["message"].is_string(), "{answer}");
+        }
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn every_listed_route_is_served_by_the_merged_router(pool: PgPool) {
         let client = TestClient::new(router(test_state(pool)));
         for (function, routes) in FUNCTIONS {

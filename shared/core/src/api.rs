@@ -25,6 +25,9 @@ pub mod codes {
     pub const INVALID_JSON: &str = "INVALID_JSON";
     pub const INVALID_PATH: &str = "INVALID_PATH";
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    pub const URI_TOO_LONG: &str = "URI_TOO_LONG";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     pub const INTERNAL: &str = "INTERNAL";

@@ -4,10 +4,12 @@
 use crate::error::ApiError;
 use crate::extract::MAX_BODY_BYTES;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{Json, Router};
 use centaur_core::api::codes;
+use serde_json::json;
 use std::time::Instant;
 
 async fn not_found() -> ApiError {
@@ -41,12 +43,63 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
+/// The longest accepted request target (path and query), in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The code of an error response that was not built as an [`ApiError`] (an extractor's or
+/// a layer's own rejection).
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => codes::PAYLOAD_TOO_LARGE,
+        StatusCode::URI_TOO_LONG => codes::URI_TOO_LONG,
+        StatusCode::METHOD_NOT_ALLOWED => codes::METHOD_NOT_ALLOWED,
+        StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => codes::UNSUPPORTED_MEDIA_TYPE,
+        status if status.is_server_error() => codes::INTERNAL,
+        _ => codes::BAD_REQUEST,
+    }
+}
+
+/// Every error answer is JSON: an over-long URL is refused here, and an error response
+/// some layer or extractor wrote as text becomes `{"code","message"}` with the same status.
+async fn json_errors(request: Request, next: Next) -> Response {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        let body = json!({
+            "code": codes::URI_TOO_LONG,
+            "message": format!("the request URL is longer than {MAX_URI_BYTES} bytes"),
+        });
+        return (StatusCode::URI_TOO_LONG, Json(body)).into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .filter(|text| !text.is_empty() && !status.is_server_error())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    (
+        status,
+        Json(json!({"code": code_for(status), "message": text})),
+    )
+        .into_response()
+}
+
 /// Wraps a function's routes (or several merged) with the shared layers.
 pub fn app(routes: Router) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
