@@ -9,8 +9,11 @@ source scripts/lib.sh
 ensure_postgres
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate)"
+step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate, mitmproxy) and git"
 python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path)/git-http-backend" ]; then
+  apt-get update -qq && apt-get install -y -qq git >/dev/null
+fi
 
 step "installing the harness CLIs for the conformance tests (npm, pinned)"
 if ! command -v npm >/dev/null 2>&1; then
