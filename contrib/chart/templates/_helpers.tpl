@@ -58,7 +58,9 @@ http://{{ include "centaur.ironProxyName" . }}.{{ .Release.Namespace }}.svc:8080
 
 {{/*
 Credential bindings iron-proxy holds, one per enabled harness (claude-code and pi-mono share
-ANTHROPIC_API_KEY). Rendered as a YAML list of {secret, host, header}.
+ANTHROPIC_API_KEY), and GITHUB_TOKEN on github.com and api.github.com when a repository is
+configured (sandbox.repo or sandbox.reposAllowed). Rendered as a YAML list of
+{secret, host, header}, one per (secret, host).
 */}}
 {{- define "centaur.bindings" -}}
 {{- $table := dict
@@ -73,9 +75,15 @@ ANTHROPIC_API_KEY). Rendered as a YAML list of {secret, host, header}.
 {{- if not $binding -}}
 {{- fail (printf "harnesses.enabled: unknown harness %q (codex, amp, claude-code, pi-mono)" .) -}}
 {{- end -}}
-{{- if not (hasKey $seen $binding.secret) -}}
-{{- $_ := set $seen $binding.secret true -}}
+{{- $key := printf "%s@%s" $binding.secret $binding.host -}}
+{{- if not (hasKey $seen $key) -}}
+{{- $_ := set $seen $key true -}}
 {{- $bindings = append $bindings $binding -}}
+{{- end -}}
+{{- end -}}
+{{- if or .Values.sandbox.repo .Values.sandbox.reposAllowed -}}
+{{- range list "github.com" "api.github.com" -}}
+{{- $bindings = append $bindings (dict "secret" "GITHUB_TOKEN" "host" . "header" "Authorization") -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $bindings -}}
@@ -87,7 +95,7 @@ ANTHROPIC_API_KEY). Rendered as a YAML list of {secret, host, header}.
 {{- range (include "centaur.bindings" . | fromYamlArray) -}}
 {{- $names = append $names .secret -}}
 {{- end -}}
-{{- join "," $names -}}
+{{- join "," ($names | uniq) -}}
 {{- end -}}
 
 {{- define "centaur.image" -}}
@@ -142,5 +150,17 @@ seccompProfile:
 {{- with .Values.slack.botUserId }}
 - name: SLACK_BOT_USER_ID
   value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The thread workspace settings (AGENT_REPO, AGENT_REPOS_ALLOWED) the API and the dispatcher read. */}}
+{{- define "centaur.workspaceEnv" -}}
+{{- with .Values.sandbox.repo }}
+- name: AGENT_REPO
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.sandbox.reposAllowed }}
+- name: AGENT_REPOS_ALLOWED
+  value: {{ join "," . | quote }}
 {{- end }}
 {{- end -}}
