@@ -245,6 +245,48 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn the_one_call_path_applies_the_default_repo_and_the_allowlist(pool: PgPool) {
+        let mut config = centaur_http::testing::test_config();
+        config.workspace.default_repo = Some(centaur_core::RepoRef::parse("acme/api").unwrap());
+        config.workspace.repos_allowed = centaur_core::RepoAllowlist::parse("acme/*").unwrap();
+        let client = TestClient::new(router(AppState::new(pool.clone(), config)));
+        for (thread, repo) in [("t1", None), ("t2", Some("acme/web"))] {
+            let mut body = json!({"thread_key": thread, "message": "hello", "harness": "echo"});
+            if let Some(repo) = repo {
+                body["repo"] = json!(repo);
+            }
+            let (status, body) = client
+                .post("/agent/execute", &Caller::LocalOperator, &body)
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        let repos: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT repo FROM runtime_assignments ORDER BY thread_key")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            repos,
+            vec![Some("acme/api".into()), Some("acme/web".into())]
+        );
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::LocalOperator,
+                &json!({"thread_key": "t3", "message": "hello", "repo": "evil/api"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["code"], "REPO_NOT_ALLOWED");
+        let executions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM executions WHERE thread_key = 't3'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(executions, 0);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn execute_without_an_assignment_is_a_409(pool: PgPool) {
         let client = TestClient::new(router(test_state(pool)));
         let (status, body) = client
