@@ -237,6 +237,39 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn status_and_the_thread_list_show_the_threads_repo(pool: PgPool) {
+        let workspace = assignments::WorkspaceChoice {
+            requested_repo: Some("acme/api".into()),
+            ..Default::default()
+        };
+        assignments::spawn_in_workspace(&pool, "t1", None, None, "codex", &workspace, "h")
+            .await
+            .unwrap();
+        spawned(&pool, "t2").await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .get("/agent/status?key=t1", &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["assignment"]["repo"], "acme/api");
+        let (status, body) = client.get("/agent/threads", &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let repos: std::collections::BTreeMap<String, Value> = body["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["thread_key"].as_str().unwrap().to_owned(),
+                    t["repo"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(repos["t1"], "acme/api");
+        assert_eq!(repos["t2"], Value::Null);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn sandbox_tokens_cannot_list_threads(pool: PgPool) {
         spawned(&pool, "t1").await;
         let token = centaur_auth::sandbox_token::mint(
