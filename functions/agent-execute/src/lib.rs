@@ -68,14 +68,7 @@ async fn execute(
         (None, Some(text)) if text.trim().is_empty() => {
             return Err(ApiError::validation("message must not be empty"));
         }
-        (None, Some(text)) => Some(NewMessage {
-            message_id: None,
-            role: "user".into(),
-            parts: json!([{"type": "text", "text": text}]),
-            user_id: None,
-            metadata: json!({}),
-            request_hash: hash.clone(),
-        }),
+        (None, Some(text)) => Some(NewMessage::user_text(text, hash.clone())),
         _ => None,
     };
     let new = NewExecution {
@@ -158,6 +151,62 @@ mod tests {
         centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
             .await
             .unwrap();
+        posted(pool, thread, "hello").await;
+    }
+
+    async fn posted(pool: &PgPool, thread: &str, text: &str) {
+        let message = NewMessage::user_text(text, format!("hash-{text}"));
+        centaur_store::messages::post(pool, thread, 1, &[message])
+            .await
+            .unwrap();
+    }
+
+    async fn texts_bound_to(pool: &PgPool, execution_id: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT parts->0->>'text' FROM messages WHERE delivered_execution_id = $1 ORDER BY seq",
+        )
+        .bind(execution_id)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn two_queued_executes_are_two_turns_each_with_its_own_messages(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let execute = |key: &str| {
+            let mut body = execute_body("t1", 1);
+            body["execute_id"] = json!(key);
+            body
+        };
+        let (_, first) = client
+            .post("/agent/execute", &Caller::LocalOperator, &execute("one"))
+            .await;
+        posted(&pool, "t1", "second question").await;
+        let (status, second) = client
+            .post("/agent/execute", &Caller::LocalOperator, &execute("two"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+        let first_id = first["execution_id"].as_str().unwrap();
+        let second_id = second["execution_id"].as_str().unwrap();
+        assert_eq!(texts_bound_to(&pool, first_id).await, ["hello"]);
+        assert_eq!(texts_bound_to(&pool, second_id).await, ["second question"]);
+
+        let (status, body) = client
+            .post("/agent/execute", &Caller::LocalOperator, &execute("three"))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["code"], "NO_PENDING_MESSAGES");
+        let (status, replay) = client
+            .post("/agent/execute", &Caller::LocalOperator, &execute("two"))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "an idempotent replay still answers"
+        );
+        assert_eq!(replay["execution_id"], second["execution_id"]);
     }
 
     fn execute_body(thread: &str, generation: i64) -> Value {

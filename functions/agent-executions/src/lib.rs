@@ -142,7 +142,10 @@ mod tests {
             delivery: json!({"platform": "dev"}),
             metadata: json!({}),
             request_hash: "h".into(),
-            first_message: None,
+            first_message: Some(centaur_store::messages::NewMessage::user_text(
+                "hello",
+                "h".into(),
+            )),
             harness: None,
         };
         let (response, _) = executions::create(pool, &request, "codex").await.unwrap();
@@ -225,7 +228,10 @@ mod tests {
             delivery: json!({"platform": "dev"}),
             metadata: json!({}),
             request_hash: "h2".into(),
-            first_message: None,
+            first_message: Some(centaur_store::messages::NewMessage::user_text(
+                "hello",
+                "h".into(),
+            )),
             harness: None,
         };
         let (second, _) = executions::create(&pool, &request, "codex").await.unwrap();

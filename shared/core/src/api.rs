@@ -14,6 +14,7 @@ pub mod codes {
     pub const ACTIVE_ASSIGNMENT_PROMPT_MISMATCH: &str = "ACTIVE_ASSIGNMENT_PROMPT_MISMATCH";
     pub const IDEMPOTENCY_PAYLOAD_MISMATCH: &str = "IDEMPOTENCY_PAYLOAD_MISMATCH";
     pub const THREAD_FAILURE_LOOP: &str = "THREAD_FAILURE_LOOP";
+    pub const NO_PENDING_MESSAGES: &str = "NO_PENDING_MESSAGES";
     pub const DELIVERY_LEASE_LOST: &str = "DELIVERY_LEASE_LOST";
     pub const UNKNOWN_HARNESS: &str = "UNKNOWN_HARNESS";
     /// A `repo` that is not `owner/name` or an `https://host/owner/name` URL (422).

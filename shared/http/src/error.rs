@@ -128,6 +128,7 @@ impl From<TurnError> for ApiError {
                 conflict(codes::IDEMPOTENCY_PAYLOAD_MISMATCH, &err)
             }
             TurnError::FailureLoop(_) => conflict(codes::THREAD_FAILURE_LOOP, &err),
+            TurnError::NoPendingMessages(_) => conflict(codes::NO_PENDING_MESSAGES, &err),
             TurnError::Store(store) => store.into(),
         }
     }

@@ -191,25 +191,16 @@ pub struct TurnMessageRow {
     pub parts: Value,
 }
 
-/// Hands the thread's undelivered messages to this execution and records the sandbox
-/// and the moment the turn is sent. Returns every message of this execution, oldest first
-/// (so a re-sent turn after `turn.unknown` carries the same messages).
+/// Records the sandbox and the moment the turn is sent, and returns the messages bound to
+/// this execution when it was created, oldest first (a re-sent turn after `turn.unknown`
+/// carries the same messages).
 pub async fn take_turn_messages(
     pool: &PgPool,
     execution_id: &str,
-    thread_key: &str,
     worker_id: &str,
     sandbox_id: &str,
 ) -> Result<Vec<TurnMessageRow>, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE messages SET delivered_execution_id = $2
-         WHERE thread_key = $1 AND delivered_execution_id IS NULL",
-    )
-    .bind(thread_key)
-    .bind(execution_id)
-    .execute(&mut *tx)
-    .await?;
     let updated = sqlx::query(&format!(
         "UPDATE executions SET sandbox_id = $3, turn_sent_at = COALESCE(turn_sent_at, now()), updated_at = now()
          WHERE execution_id = $1 AND worker_id = $2 AND status IN {ACTIVE}"

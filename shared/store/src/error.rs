@@ -30,6 +30,9 @@ pub enum TurnError {
         "thread '{0}' has had 3 failed executions in the last 300 s; inspect them before retrying"
     )]
     FailureLoop(String),
+    /// Every message of the thread already belongs to an execution: nothing to run.
+    #[error("thread '{0}' has no message that is not already part of an execution; post one with /agent/message first")]
+    NoPendingMessages(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

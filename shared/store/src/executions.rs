@@ -151,6 +151,20 @@ pub async fn create_in_workspace(
     .bind(&request.metadata)
     .execute(&mut *tx)
     .await?;
+    // Messages bind to an execution when it is created: this turn carries exactly the
+    // thread's messages posted since the previous execute.
+    let bound = sqlx::query(
+        "UPDATE messages SET delivered_execution_id = $2
+         WHERE thread_key = $1 AND delivered_execution_id IS NULL",
+    )
+    .bind(thread_key)
+    .bind(execution_id.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if bound == 0 {
+        return Err(TurnError::NoPendingMessages(thread_key.to_owned()));
+    }
     events::append(
         &mut *tx,
         thread_key,

@@ -21,6 +21,20 @@ pub struct NewMessage {
     pub request_hash: String,
 }
 
+impl NewMessage {
+    /// A plain-text user message with a generated id.
+    pub fn user_text(text: &str, request_hash: String) -> Self {
+        Self {
+            message_id: None,
+            role: "user".into(),
+            parts: serde_json::json!([{"type": "text", "text": text}]),
+            user_id: None,
+            metadata: serde_json::json!({}),
+            request_hash,
+        }
+    }
+}
+
 /// Stores one message inside the caller's locked transaction and returns the response.
 pub async fn insert(
     conn: &mut PgConnection,
