@@ -480,7 +480,10 @@ mod tests {
             delivery: json!({"platform": "dev"}),
             metadata: json!({}),
             request_hash: "h".into(),
-            first_message: None,
+            first_message: Some(centaur_store::messages::NewMessage::user_text(
+                "hello",
+                "h".into(),
+            )),
             harness: None,
         };
         let (created, _) = centaur_store::executions::create(&pool, &request, "codex")
