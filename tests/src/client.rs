@@ -112,6 +112,21 @@ impl ApiClient {
             .ok_or_else(|| anyhow!("execute answered without an execution id: {response}"))
     }
 
+    /// The one-call path: `POST /agent/execute` with the message text (the thread is
+    /// spawned if needed, message and execution stored together); returns the execution id.
+    pub async fn execute_text(&self, thread_key: &str, text: &str) -> anyhow::Result<String> {
+        let body = json!({
+            "thread_key": thread_key,
+            "message": text,
+            "delivery": {"platform": "dev"},
+        });
+        let response = self.expect("/agent/execute", &body, 202).await?;
+        response["execution_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("execute answered without an execution id: {response}"))
+    }
+
     /// Spawn → message → execute, as in the deployment guide; returns the execution id.
     pub async fn turn(&self, thread_key: &str, text: &str) -> anyhow::Result<String> {
         let generation = self.spawn(thread_key).await?;

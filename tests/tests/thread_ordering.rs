@@ -14,19 +14,14 @@ async fn concurrent_executes_on_one_thread_run_one_at_a_time_in_order(queue: Que
     .await
     .unwrap();
     let client = stack.client();
-    let generation = client.spawn("ordered-thread").await.unwrap();
+    client.spawn("ordered-thread").await.unwrap();
 
     let submissions = (0..5).map(|index| {
         let client = client.clone();
         async move {
             client
-                .message(
-                    "ordered-thread",
-                    generation,
-                    &format!("@sleep 200\nturn {index}"),
-                )
-                .await?;
-            client.execute("ordered-thread", generation).await
+                .execute_text("ordered-thread", &format!("@sleep 200\nturn {index}"))
+                .await
         }
     });
     let results = futures::future::join_all(submissions).await;
