@@ -6,8 +6,18 @@
 //!
 //! Transports: stdin/stdout (a Kubernetes pod, attached with `pods/attach`) or a Unix
 //! socket (`--listen`, the local backend), where a new connection replaces the old one.
+//!
+//! Before a turn runs, the sandbox prepares it ([`prepare`]): the model host must be
+//! reachable through the egress proxy ([`egress`]), the thread's repository is cloned once
+//! ([`workspace`]), the system prompt is assembled ([`prompt`]) and the harness is started
+//! up from placeholders (a codex login, amp's settings, ...). A failed step ends the turn
+//! with a `start_failed` error naming the step.
 
+pub mod egress;
 pub mod harnesses;
 pub mod output;
+pub mod prepare;
+pub mod prompt;
 pub mod session;
 pub mod transport;
+pub mod workspace;

@@ -1,9 +1,10 @@
 //! One sandbox session: runs one turn at a time, never the same execution twice, and
 //! handles `resume` and `interrupt`.
 
-use crate::harnesses::{cli, HarnessDriver, Turn, TurnEvents, TurnResult};
+use crate::harnesses::{cli, HarnessDriver, Turn, TurnContext, TurnEvents, TurnResult};
 use crate::output::Output;
-use centaur_harness::{HarnessEvent, SandboxInput, TurnStatus};
+use crate::prepare::Preparation;
+use centaur_harness::{HarnessEvent, SandboxInput, TurnStatus, Workspace};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{oneshot, Mutex, OnceCell};
@@ -26,6 +27,15 @@ pub struct Session {
     running: Mutex<Option<RunningTurn>>,
     /// The harness CLI's presence and version, probed at the first turn.
     cli: Arc<OnceCell<(bool, Option<String>)>>,
+    /// The checkout and other state kept between turns.
+    preparation: Arc<Preparation>,
+}
+
+/// A turn as received, before preparation.
+struct Received {
+    turn: Turn,
+    workspace: Option<Workspace>,
+    instructions: Option<String>,
 }
 
 impl Session {
@@ -37,6 +47,7 @@ impl Session {
             output,
             running: Mutex::new(None),
             cli: Arc::new(OnceCell::new()),
+            preparation: Arc::new(Preparation::default()),
         }
     }
 
@@ -75,8 +86,8 @@ impl Session {
                 execution_id,
                 agent_thread_id,
                 env,
-                workspace: _,
-                instructions: _,
+                workspace,
+                instructions,
             } => {
                 let turn = Turn {
                     execution_id,
@@ -85,7 +96,12 @@ impl Session {
                     agent_thread_id,
                     env,
                 };
-                self.start_turn(turn).await;
+                self.start_turn(Received {
+                    turn,
+                    workspace,
+                    instructions,
+                })
+                .await;
             }
             SandboxInput::Resume {
                 execution_id,
@@ -95,7 +111,8 @@ impl Session {
         }
     }
 
-    async fn start_turn(&self, turn: Turn) {
+    async fn start_turn(&self, received: Received) {
+        let turn = &received.turn;
         let mut running = self.running.lock().await;
         if running
             .as_ref()
@@ -134,7 +151,8 @@ impl Session {
             self.harness.clone(),
             self.driver.clone(),
             self.cli.clone(),
-            turn,
+            self.preparation.clone(),
+            received,
             events,
             interrupt_rx,
             ended.clone(),
@@ -178,11 +196,13 @@ async fn emit_done(events: &TurnEvents, result: TurnResult) {
         .await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_turn(
     harness: String,
     driver: Option<Arc<dyn HarnessDriver>>,
     cli: Arc<OnceCell<(bool, Option<String>)>>,
-    turn: Turn,
+    preparation: Arc<Preparation>,
+    received: Received,
     events: TurnEvents,
     interrupt: oneshot::Receiver<()>,
     ended: Arc<AtomicBool>,
@@ -214,8 +234,45 @@ async fn run_turn(
         emit_done(&events, TurnResult::failed(message)).await;
         return;
     };
+    let Received {
+        turn,
+        workspace,
+        instructions,
+    } = received;
+    let agent_thread_id = turn.agent_thread_id.clone();
+    let work = async {
+        // A missing CLI is reported by the driver as `cli_missing`: nothing to start up.
+        let mut context = TurnContext::default();
+        if cli_present != Some(false) {
+            let prepared = preparation
+                .prepare(
+                    driver.as_ref(),
+                    &turn,
+                    workspace.as_ref(),
+                    instructions.as_deref(),
+                )
+                .await;
+            match prepared {
+                Ok(prepared) => context = prepared,
+                Err(failure) => {
+                    let message = failure.to_string();
+                    events
+                        .emit(HarnessEvent::Error {
+                            kind: failure.kind.clone(),
+                            message: message.clone(),
+                        })
+                        .await;
+                    return TurnResult {
+                        agent_thread_id: turn.agent_thread_id.clone(),
+                        ..TurnResult::failed(message)
+                    };
+                }
+            }
+        }
+        driver.run_in(&turn, &context, &events).await
+    };
     let result = tokio::select! {
-        result = driver.run_turn(&turn, &events) => result,
+        result = work => result,
         Ok(()) = interrupt => {
             events
                 .emit(HarnessEvent::Error {
@@ -226,7 +283,7 @@ async fn run_turn(
             TurnResult {
                 status: TurnStatus::Error,
                 result_text: None,
-                agent_thread_id: turn.agent_thread_id.clone(),
+                agent_thread_id,
                 error: Some("interrupted".into()),
             }
         }

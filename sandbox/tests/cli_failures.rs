@@ -74,10 +74,11 @@ async fn run(program: String) -> (TurnResult, Vec<HarnessEvent>) {
         program,
         args: vec![],
         env: BTreeMap::new(),
+        cwd: None,
     };
     let result = tokio::time::timeout(
         Duration::from_secs(20),
-        cli::run(invocation, &mut CodexParser, &turn(), &events),
+        cli::run(invocation, &mut CodexParser::default(), &turn(), &events),
     )
     .await
     .expect("the turn must end, not hang");
@@ -147,9 +148,10 @@ async fn dropping_the_turn_kills_the_cli() {
         program,
         args: vec![],
         env: BTreeMap::new(),
+        cwd: None,
     };
     let turn = turn();
-    let mut parser = CodexParser;
+    let mut parser = CodexParser::default();
     let run = cli::run(invocation, &mut parser, &turn, &events);
     let _ = tokio::time::timeout(Duration::from_millis(300), run).await;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -54,7 +54,7 @@ fn tool_outputs(parsed: &Parsed) -> Vec<String> {
 
 #[test]
 fn a_codex_answer_gives_the_thread_id_the_text_usage_and_success() {
-    let parsed = replay(&mut CodexParser, "codex-plain.jsonl");
+    let parsed = replay(&mut CodexParser::default(), "codex-plain.jsonl");
     assert!(parsed.session_id.is_some());
     assert_eq!(parsed.final_text.as_deref(), Some("PONG"));
     assert_eq!(parsed.outcome, Some(Outcome::Succeeded));
@@ -66,7 +66,7 @@ fn a_codex_answer_gives_the_thread_id_the_text_usage_and_success() {
 
 #[test]
 fn a_codex_upstream_failure_is_an_upstream_error() {
-    let parsed = replay(&mut CodexParser, "codex-upstream-error.jsonl");
+    let parsed = replay(&mut CodexParser::default(), "codex-upstream-error.jsonl");
     match parsed.outcome {
         Some(Outcome::Failed { kind, .. }) => assert_eq!(kind, "upstream"),
         other => panic!("expected a failed turn, got {other:?}"),

@@ -2,7 +2,9 @@
 //! environment, read its JSON-lines stdout through the harness's [`NativeParser`], and turn
 //! every failure mode into an `error` event and a failed turn: CLI missing, auth refused,
 //! upstream error, crash (non-zero exit), malformed output. The child is killed when the
-//! turn's future is dropped (interrupt), so a cancelled turn stops the CLI.
+//! turn's future is dropped (interrupt), so a cancelled turn stops the CLI. It runs in the
+//! turn's working directory (the checkout). Events a parser holds back (retries the CLI
+//! recovered from) are emitted only if the turn fails.
 
 use super::{Turn, TurnEvents, TurnResult};
 use centaur_harness::{HarnessEvent, TurnStatus};
@@ -21,6 +23,8 @@ pub struct CliInvocation {
     pub args: Vec<String>,
     /// Set on top of the sandbox's environment and the turn's own.
     pub env: BTreeMap<String, String>,
+    /// The working directory (the checkout); `None`: the sandbox's own.
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 /// How the CLI said the turn ended.
@@ -47,11 +51,20 @@ pub struct Parsed {
     pub final_text: Option<String>,
     /// Set when the line ends the turn.
     pub outcome: Option<Outcome>,
+    /// The CLI must be stopped now: `outcome` is final (a CLI stuck retrying).
+    pub stop: bool,
 }
 
 /// Maps a harness's native JSON lines to the shared vocabulary.
 pub trait NativeParser: Send {
+    /// What one line means.
     fn parse(&mut self, line: &Value) -> Parsed;
+
+    /// Events held back while the turn might still succeed (errors of retries the CLI
+    /// recovered from); the runner emits them only when the turn fails.
+    fn take_held(&mut self) -> Vec<HarnessEvent> {
+        Vec::new()
+    }
 }
 
 /// An error kind for a failure message: `auth` when credentials were refused, `upstream`
@@ -88,6 +101,10 @@ pub fn classify(message: &str, fallback: &str) -> String {
         "stream disconnected",
         "server error",
         "api error",
+        "proxy",
+        "certificate",
+        "handshake",
+        "network",
     ]) {
         "upstream".into()
     } else {
@@ -97,10 +114,14 @@ pub fn classify(message: &str, fallback: &str) -> String {
 
 async fn fail(
     events: &TurnEvents,
+    parser: &mut dyn NativeParser,
     kind: &str,
     message: String,
     session: Option<String>,
 ) -> TurnResult {
+    for held in parser.take_held() {
+        events.emit(held).await;
+    }
     events
         .emit(HarnessEvent::Error {
             kind: kind.into(),
@@ -131,6 +152,9 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(dir) = &invocation.cwd {
+        command.current_dir(dir);
+    }
     let mut session = turn.agent_thread_id.clone();
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -139,11 +163,11 @@ pub async fn run(
                 "the {} CLI is not installed in this sandbox image ({err})",
                 invocation.program
             );
-            return fail(events, "cli_missing", message, session).await;
+            return fail(events, parser, "cli_missing", message, session).await;
         }
         Err(err) => {
             let message = format!("could not start {}: {err}", invocation.program);
-            return fail(events, "crash", message, session).await;
+            return fail(events, parser, "crash", message, session).await;
         }
     };
     let stderr = child.stderr.take().map(|mut stderr| {
@@ -164,7 +188,7 @@ pub async fn run(
                 Ok(None) => break,
                 Err(err) => {
                     let message = format!("reading {} output failed: {err}", invocation.program);
-                    return fail(events, "malformed_output", message, session).await;
+                    return fail(events, parser, "malformed_output", message, session).await;
                 }
             };
             if line.trim().is_empty() {
@@ -177,7 +201,7 @@ pub async fn run(
                     "{} printed a line that is not JSON: {shown}",
                     invocation.program
                 );
-                return fail(events, "malformed_output", message, session).await;
+                return fail(events, parser, "malformed_output", message, session).await;
             };
             let parsed = parser.parse(&value);
             for event in parsed.events {
@@ -189,6 +213,10 @@ pub async fn run(
                 Some(Outcome::Retrying) => outcome = None,
                 Some(ended) => outcome = Some(ended),
                 None => {}
+            }
+            if parsed.stop {
+                let _ = child.kill().await;
+                break;
             }
         }
     }
@@ -204,7 +232,9 @@ pub async fn run(
             agent_thread_id: session,
             error: None,
         },
-        Some(Outcome::Failed { kind, message }) => fail(events, &kind, message, session).await,
+        Some(Outcome::Failed { kind, message }) => {
+            fail(events, parser, &kind, message, session).await
+        }
         Some(Outcome::Retrying) | None => {
             let code = status.ok().and_then(|s| s.code());
             let how = code.map_or_else(
@@ -221,7 +251,7 @@ pub async fn run(
                 }
             );
             let kind = classify(&stderr_tail, "crash");
-            fail(events, &kind, message, session).await
+            fail(events, parser, &kind, message, session).await
         }
     }
 }

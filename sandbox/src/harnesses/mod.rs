@@ -4,9 +4,11 @@
 
 use async_trait::async_trait;
 use centaur_harness::{HarnessEvent, TurnMessage, TurnStatus};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::output::Output;
+use crate::prompt::SystemPrompt;
 
 pub mod amp;
 pub mod claude_code;
@@ -26,6 +28,58 @@ pub struct Turn {
     pub agent_thread_id: Option<String>,
     /// Environment for the harness CLI (sandbox token, thread key).
     pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// What the sandbox prepared for a turn before its harness runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnContext {
+    /// The directory the harness runs in: the repository's checkout, or an empty
+    /// `$HOME/workspace`; `None` leaves the sandbox's own working directory.
+    pub cwd: Option<PathBuf>,
+    /// The turn's system prompt (base, the repository's `AGENTS.md`, the thread's
+    /// instructions), for the driver to hand over in its harness's native way.
+    pub system_prompt: SystemPrompt,
+}
+
+impl Turn {
+    /// A variable of the harness's environment: the turn's own, else the sandbox's.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+            .filter(|value| !value.is_empty())
+    }
+
+    /// `$HOME` of the harness's environment.
+    pub fn home(&self) -> Option<PathBuf> {
+        self.env_var("HOME").map(PathBuf::from)
+    }
+}
+
+/// A start-up step that failed: the turn ends with an `error` event of `kind`
+/// (`start_failed`) and a failed `turn.done` whose error is `<step>: <cause>`, which the
+/// dispatcher reads to retry the turn once in a fresh sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{step}: {cause}")]
+pub struct StartFailure {
+    /// The error kind (`start_failed`, or `cli_missing`).
+    pub kind: String,
+    /// What was being done: `codex login`, `clone acme/api`, `reach api.openai.com ...`.
+    pub step: String,
+    /// Why it failed.
+    pub cause: String,
+}
+
+impl StartFailure {
+    /// A `start_failed` failure of `step`.
+    pub fn new(step: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+        Self {
+            kind: "start_failed".into(),
+            step: step.into(),
+            cause: cause.to_string(),
+        }
+    }
 }
 
 /// How a turn ended.
@@ -82,15 +136,34 @@ pub trait HarnessDriver: Send + Sync {
         None
     }
 
+    /// The host of the harness's model API, checked for reachability through the egress
+    /// proxy before each turn (`None`: no model, nothing to check).
+    fn model_host(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Prepares the harness for `turn` in this sandbox, from placeholders only: a login,
+    /// its settings, the system prompt in the harness's own place. Runs before every turn,
+    /// so it must be idempotent and cheap once done.
+    async fn start_up(&self, _turn: &Turn, _context: &TurnContext) -> Result<(), StartFailure> {
+        Ok(())
+    }
+
     /// Runs one turn to its end. Dropping the future must stop the turn (interrupt).
     async fn run_turn(&self, turn: &Turn, events: &TurnEvents) -> TurnResult;
+
+    /// Runs one turn in the context the sandbox prepared (working directory, system
+    /// prompt). Drivers that use the context override this; the default ignores it.
+    async fn run_in(&self, turn: &Turn, _context: &TurnContext, events: &TurnEvents) -> TurnResult {
+        self.run_turn(turn, events).await
+    }
 }
 
 /// The driver for a harness name, or `None` if this sandbox has no driver for it.
 pub fn driver_for(harness: &str) -> Option<Arc<dyn HarnessDriver>> {
     match harness {
         "echo" => Some(Arc::new(echo::EchoDriver)),
-        "codex" => Some(Arc::new(codex::CodexDriver)),
+        "codex" => Some(Arc::new(codex::CodexDriver::default())),
         "claude-code" => Some(Arc::new(claude_code::ClaudeCodeDriver)),
         "amp" => Some(Arc::new(amp::AmpDriver)),
         "pi-mono" => Some(Arc::new(pi_mono::PiMonoDriver)),

@@ -1,21 +1,26 @@
 //! `pi-mono`: `pi --provider anthropic --mode json -p <prompt>`, resumed with
 //! `--session <id>`. Sends `X-Api-Key: $ANTHROPIC_API_KEY` (the placeholder in a sandbox).
+//! Start-up: pi honours `HTTPS_PROXY` and `NODE_EXTRA_CA_CERTS` by itself; the base prompt
+//! and the thread's instructions go to its global `AGENTS.md` (`$PI_CODING_AGENT_DIR`, else
+//! `~/.pi/agent`), and pi reads the repository's own `AGENTS.md` from the checkout.
 //! pi exits 0 even when the model failed, so the turn's outcome is read from its events:
 //! `agent_end` (with the last assistant message's `stopReason`), `auto_retry_start` (the
 //! ending is void) and `auto_retry_end` with `success: false`.
 
 use super::cli::{self, classify, text_of, CliInvocation, NativeParser, Outcome, Parsed};
-use super::{HarnessDriver, Turn, TurnEvents, TurnResult};
+use super::{HarnessDriver, StartFailure, Turn, TurnContext, TurnEvents, TurnResult};
+use crate::prompt;
 use async_trait::async_trait;
 use centaur_harness::HarnessEvent;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The pi driver.
 pub struct PiMonoDriver;
 
 /// The command line of a turn.
-pub fn invocation(turn: &Turn) -> CliInvocation {
+pub fn invocation(turn: &Turn, context: &TurnContext) -> CliInvocation {
     let mut args: Vec<String> = ["--provider", "anthropic", "--mode", "json", "--offline"]
         .map(str::to_owned)
         .to_vec();
@@ -29,7 +34,15 @@ pub fn invocation(turn: &Turn) -> CliInvocation {
         program: "pi".into(),
         args,
         env: BTreeMap::new(),
+        cwd: context.cwd.clone(),
     }
+}
+
+/// pi's agent directory: `$PI_CODING_AGENT_DIR`, else `$HOME/.pi/agent`.
+pub fn agent_dir(turn: &Turn) -> Option<PathBuf> {
+    turn.env_var("PI_CODING_AGENT_DIR")
+        .map(PathBuf::from)
+        .or_else(|| turn.home().map(|home| home.join(".pi").join("agent")))
 }
 
 /// Parses `pi --mode json` events.
@@ -140,7 +153,30 @@ impl HarnessDriver for PiMonoDriver {
         Some("pi")
     }
 
+    fn model_host(&self) -> Option<&'static str> {
+        Some("api.anthropic.com")
+    }
+
+    async fn start_up(&self, turn: &Turn, context: &TurnContext) -> Result<(), StartFailure> {
+        let Some(dir) = agent_dir(turn) else {
+            return Err(StartFailure::new(
+                "pi prompt",
+                "neither PI_CODING_AGENT_DIR nor HOME is set",
+            ));
+        };
+        let agents_md = dir.join("AGENTS.md");
+        prompt::install(
+            &agents_md,
+            context.system_prompt.global_agents_md().as_deref(),
+        )
+        .map_err(|err| StartFailure::new("pi prompt", format!("{}: {err}", agents_md.display())))
+    }
+
     async fn run_turn(&self, turn: &Turn, events: &TurnEvents) -> TurnResult {
-        cli::run(invocation(turn), &mut PiParser, turn, events).await
+        self.run_in(turn, &TurnContext::default(), events).await
+    }
+
+    async fn run_in(&self, turn: &Turn, context: &TurnContext, events: &TurnEvents) -> TurnResult {
+        cli::run(invocation(turn, context), &mut PiParser, turn, events).await
     }
 }
