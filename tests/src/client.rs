@@ -1,8 +1,8 @@
 //! A small client for the public API, as an operator's `curl` would use it.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Statuses no execution leaves.
 pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed_permanent", "cancelled"];
@@ -151,20 +151,16 @@ impl ApiClient {
         execution_id: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("execution {execution_id} to end");
+        crate::eventually(timeout, &what, || async {
             let execution = self.execution(execution_id).await?;
             let status = execution["status"].as_str().unwrap_or_default();
             if TERMINAL_STATUSES.contains(&status) {
-                return Ok(execution);
+                Ok(Some(execution))
+            } else {
+                Err(anyhow!("still '{status}': {execution}"))
             }
-            if Instant::now() > deadline {
-                return Err(anyhow!(
-                    "execution {execution_id} still '{status}' after {timeout:?}"
-                ))
-                .context(execution.to_string());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }

@@ -4,6 +4,7 @@
 pub mod binaries;
 pub mod client;
 pub mod database;
+pub mod eventually;
 pub mod fake_kube;
 pub mod fake_slack;
 pub mod lambda_runtime;
@@ -15,6 +16,7 @@ pub mod stack;
 
 pub use client::ApiClient;
 pub use database::TestDatabase;
+pub use eventually::{eventually, until};
 pub use process::ChildProcess;
 pub use stack::{QueueKind, Stack, StackOptions};
 
