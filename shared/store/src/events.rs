@@ -15,6 +15,8 @@ pub mod kinds {
     pub const FINAL_DELIVERY_READY: &str = "final_delivery_ready";
     pub const FINAL_DELIVERY_DELIVERED: &str = "final_delivery_delivered";
     pub const FINAL_DELIVERY_FAILED: &str = "final_delivery_failed";
+    /// A turn whose harness failed to start is retried in a fresh sandbox (at most once).
+    pub const START_RETRY: &str = "start_retry";
 }
 
 /// Appends one event and returns its id. Pass a transaction to make it atomic with a

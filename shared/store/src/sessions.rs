@@ -50,25 +50,43 @@ pub async fn set_live(
     Ok(())
 }
 
-/// Records the harness's session id after a turn and marks the session used.
+/// Records the harness's session id after a turn that ran in `sandbox_id` and marks the
+/// session used — only while the thread's session still names that sandbox, so a harness
+/// session id never lands on the row of another sandbox (which could not resume it).
 pub async fn record_turn(
     pool: &PgPool,
     thread_key: &str,
+    sandbox_id: &str,
     agent_thread_id: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sandbox_sessions SET agent_thread_id = COALESCE($2, agent_thread_id),
+        "UPDATE sandbox_sessions SET agent_thread_id = COALESCE($3, agent_thread_id),
              last_used_at = now(), updated_at = now()
-         WHERE thread_key = $1",
+         WHERE thread_key = $1 AND sandbox_id = $2",
     )
     .bind(thread_key)
+    .bind(sandbox_id)
     .bind(agent_thread_id)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Marks a thread's session `stopped` or `lost` (only if it still names `sandbox_id`).
+/// The harness session id to resume in `sandbox_id`: the thread's live session's, only if
+/// that session is `sandbox_id`'s (a session id from another sandbox is never returned).
+pub async fn resumable_agent_thread(
+    pool: &PgPool,
+    thread_key: &str,
+    sandbox_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(live(pool, thread_key)
+        .await?
+        .filter(|session| session.sandbox_id == sandbox_id)
+        .and_then(|session| session.agent_thread_id))
+}
+
+/// Marks a thread's session `stopped`, `lost` or `failed` (only if it still names
+/// `sandbox_id`).
 pub async fn end(
     pool: &PgPool,
     thread_key: &str,
