@@ -2,18 +2,21 @@
 //! harness's events, keeps the lease, watches cancel and deadlines, and finishes the
 //! execution exactly once.
 
-use crate::sandboxes;
+use crate::start_failure::{self, StartWatch, Verdict};
 use crate::Dispatcher;
-use centaur_core::{ExecutionId, Harness, SandboxId, TerminalReason};
+use crate::{sandboxes, transcript};
+use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId, TerminalReason};
 use centaur_harness::{
-    ContentBlock, HarnessEvent, SandboxInput, SandboxOutput, TurnMessage, TurnStatus,
+    ContentBlock, HarnessEvent, SandboxInput, SandboxOutput, TurnMessage, TurnStatus, Workspace,
 };
 use centaur_sandbox::{Attachment, SandboxStatus};
 use centaur_store::dispatch::{self, ClaimedExecution, Finish, TurnMessageRow};
 use centaur_store::events::{self, kinds};
-use centaur_store::sessions;
+use centaur_store::start_retries::{self, StartRetry};
+use centaur_store::{history, sessions, StoreError};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -35,6 +38,9 @@ enum Outcome {
     HandBack(String),
     /// Another worker holds the lease now: touch nothing.
     LeaseLost,
+    /// The harness failed to start (`<step>: <cause>`) before any model output: retried
+    /// once in a fresh sandbox, then the execution fails (see `start_failure`).
+    StartFailed(String),
 }
 
 /// Drives `execution` to its end; `receipt` is the queue message that woke it (none when
@@ -75,6 +81,10 @@ struct Driver<'a> {
     pending: Vec<Value>,
     last_error: Option<String>,
     cancel_sent_at: Option<Instant>,
+    /// What the current attempt of the turn showed (did the harness start?).
+    start_watch: StartWatch,
+    /// The recorded start retry, once the turn was sent to a fresh sandbox.
+    start_retry: Option<StartRetry>,
 }
 
 fn finish(reason: TerminalReason, error_text: Option<String>) -> Outcome {
@@ -88,19 +98,43 @@ fn finish(reason: TerminalReason, error_text: Option<String>) -> Outcome {
     })
 }
 
+/// Whether a turn resumes the harness's own session or carries the thread's transcript.
+#[derive(Debug, Default)]
+struct Continuity {
+    /// The harness session to resume: only ever the session of this very sandbox.
+    agent_thread_id: Option<String>,
+    /// The thread's earlier conversation, for a sandbox that did not run its previous turn.
+    transcript: Option<String>,
+}
+
+/// What a turn line carries besides the execution's own messages.
+struct TurnContext {
+    continuity: Continuity,
+    workspace: Option<Workspace>,
+    instructions: Option<String>,
+    env: BTreeMap<String, String>,
+}
+
 fn turn_line(
     execution: &ClaimedExecution,
     messages: &[TurnMessageRow],
-    agent_thread_id: Option<String>,
-    env: std::collections::BTreeMap<String, String>,
+    context: TurnContext,
 ) -> String {
-    let content: Vec<ContentBlock> = messages
-        .iter()
-        .flat_map(|message| message.parts.as_array().cloned().unwrap_or_default())
-        .map(|part| ContentBlock {
-            kind: part["type"].as_str().unwrap_or("text").to_owned(),
-            text: part["text"].as_str().map(str::to_owned),
-        })
+    let transcript = context.continuity.transcript.map(|text| ContentBlock {
+        kind: "text".into(),
+        text: Some(text),
+    });
+    let content: Vec<ContentBlock> = transcript
+        .into_iter()
+        .chain(
+            messages
+                .iter()
+                .flat_map(|message| message.parts.as_array().cloned().unwrap_or_default())
+                .map(|part| ContentBlock {
+                    kind: part["type"].as_str().unwrap_or("text").to_owned(),
+                    text: part["text"].as_str().map(str::to_owned),
+                }),
+        )
         .collect();
     SandboxInput::User {
         message: TurnMessage {
@@ -109,12 +143,43 @@ fn turn_line(
         },
         thread_key: execution.thread_key.clone(),
         execution_id: execution.execution_id.clone(),
-        agent_thread_id,
-        env,
-        workspace: None,
-        instructions: None,
+        agent_thread_id: context.continuity.agent_thread_id,
+        env: context.env,
+        workspace: context.workspace,
+        instructions: context.instructions,
     }
     .to_line()
+}
+
+/// The thread's workspace: its repository (else the deployment's default), worked on in
+/// the branch of its assignment generation. `Err` names a stored repository that no longer
+/// parses.
+fn workspace(
+    execution: &ClaimedExecution,
+    default_repo: Option<&RepoRef>,
+) -> Result<Option<Workspace>, String> {
+    let repo = match execution.repo.as_deref() {
+        Some(raw) => RepoRef::parse(raw)
+            .map_err(|err| format!("the thread's repository {raw:?} is invalid: {err}"))?,
+        None => match default_repo {
+            Some(repo) => repo.clone(),
+            None => return Ok(None),
+        },
+    };
+    let generation = u64::try_from(execution.assignment_generation).unwrap_or(1);
+    Ok(Some(Workspace {
+        repo: repo.as_str().to_owned(),
+        clone_url: repo.clone_url(),
+        branch: branch_name(&execution.thread_key, generation),
+    }))
+}
+
+/// The thread's own instructions (`agents_md_override` from spawn), if it has any.
+fn instructions(execution: &ClaimedExecution) -> Option<String> {
+    execution
+        .agents_md_override
+        .clone()
+        .filter(|text| !text.trim().is_empty())
 }
 
 impl<'a> Driver<'a> {
@@ -134,6 +199,8 @@ impl<'a> Driver<'a> {
             pending: Vec::new(),
             last_error: None,
             cancel_sent_at: None,
+            start_watch: StartWatch::default(),
+            start_retry: None,
         }
     }
 
@@ -147,7 +214,30 @@ impl<'a> Driver<'a> {
                 )),
             );
         };
+        let mut outcome = self.first_attempt(harness).await;
+        // A harness that failed to start gets one more attempt, in a fresh sandbox.
+        while let Outcome::StartFailed(failure) = outcome {
+            outcome = match start_failure::verdict(&failure, self.start_retry.is_some()) {
+                Verdict::Retry => self.retry_in_fresh_sandbox(harness, &failure).await,
+                Verdict::GiveUp { error_text } => self.give_up(error_text).await,
+            };
+        }
+        outcome
+    }
+
+    /// Starts the turn, or continues it after a reclaim (re-attach, or a start retry that
+    /// was decided but not sent yet).
+    async fn first_attempt(&mut self, harness: Harness) -> Outcome {
         let attachment = if self.execution.turn_was_sent() {
+            match start_retries::load(&self.dispatcher.pool, &self.execution.execution_id).await {
+                Ok(retry) => self.start_retry = retry,
+                Err(err) => {
+                    return Outcome::HandBack(format!("could not read the start retry: {err}"))
+                }
+            }
+            if self.retry_not_sent_yet() {
+                return self.run_retry(harness).await;
+            }
             match self.reattach().await {
                 Ok(attachment) => attachment,
                 Err(outcome) => return outcome,
@@ -161,6 +251,119 @@ impl<'a> Driver<'a> {
         self.read(attachment).await
     }
 
+    /// True when a start retry was recorded but the turn never reached its fresh sandbox.
+    fn retry_not_sent_yet(&self) -> bool {
+        self.start_retry.as_ref().is_some_and(|retry| {
+            self.sandbox_id.as_ref().map(SandboxId::as_str) != Some(retry.sandbox_id.as_str())
+        })
+    }
+
+    /// Records the start retry (at most one per execution, fenced by the lease) and runs it.
+    async fn retry_in_fresh_sandbox(&mut self, harness: Harness, failure: &str) -> Outcome {
+        let Some(execution_id) = ExecutionId::parse(&self.execution.execution_id) else {
+            return finish(
+                TerminalReason::SandboxStartFailed,
+                Some(start_failure::error_text(failure)),
+            );
+        };
+        let fresh = start_failure::retry_sandbox_id(&execution_id);
+        match start_retries::record(
+            &self.dispatcher.pool,
+            &self.execution.thread_key,
+            &self.execution.execution_id,
+            &self.dispatcher.config.worker_id,
+            fresh.as_str(),
+            failure,
+        )
+        .await
+        {
+            Ok(Some(retry)) => self.start_retry = Some(retry),
+            Ok(None) => {
+                tracing::warn!("lost the lease before retrying the start");
+                return Outcome::LeaseLost;
+            }
+            Err(err) => {
+                return Outcome::HandBack(format!("could not record the start retry: {err}"))
+            }
+        }
+        tracing::warn!(
+            first_failure = failure,
+            sandbox_id = %fresh,
+            "the harness failed to start; retrying the turn once in a fresh sandbox"
+        );
+        self.run_retry(harness).await
+    }
+
+    /// Sends the turn to the recorded retry's fresh sandbox (created, or adopted after a
+    /// crash) after discarding the sandbox that failed, and reads it.
+    async fn run_retry(&mut self, harness: Harness) -> Outcome {
+        let Some(retry) = self.start_retry.clone() else {
+            return finish(
+                TerminalReason::SandboxStartFailed,
+                Some("sandbox_start_failed: no start retry was recorded".into()),
+            );
+        };
+        let fresh = SandboxId::from_stored(retry.sandbox_id.clone());
+        if let Some(failed) = self.sandbox_id.clone().filter(|id| *id != fresh) {
+            self.discard_sandbox(&failed, "failed").await;
+        }
+        self.begin_attempt(fresh.clone());
+        let id = match sandboxes::create_for_thread(
+            self.dispatcher,
+            &self.execution.thread_key,
+            fresh,
+            harness,
+        )
+        .await
+        {
+            Ok(id) => id,
+            Err(reason) => {
+                return finish(
+                    TerminalReason::SandboxStartFailed,
+                    Some(format!("sandbox_start_failed: {reason}")),
+                )
+            }
+        };
+        match self.open(harness, id, Some(&retry.first_failure)).await {
+            Ok(attachment) => self.read(attachment).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Forgets what an earlier attempt showed: the next events come from sandbox `id`.
+    fn begin_attempt(&mut self, id: SandboxId) {
+        self.sandbox_id = Some(id);
+        self.stored_seq = 0;
+        self.last_error = None;
+        self.start_watch = StartWatch::default();
+    }
+
+    /// The retried start failed too: the sandbox is discarded and the execution fails.
+    async fn give_up(&mut self, error_text: String) -> Outcome {
+        tracing::warn!(%error_text, "the harness failed to start again; the turn fails");
+        if let Some(id) = self.sandbox_id.clone() {
+            self.discard_sandbox(&id, "failed").await;
+        }
+        finish(TerminalReason::SandboxStartFailed, Some(error_text))
+    }
+
+    /// Stops a sandbox and ends its session row as `state` (best effort).
+    async fn discard_sandbox(&self, id: &SandboxId, state: &str) {
+        if let Err(err) = self.dispatcher.backend.stop(id).await {
+            tracing::warn!(sandbox_id = %id, %err, "could not stop the sandbox; orphan collection will");
+        }
+        if let Err(err) = sessions::end(
+            &self.dispatcher.pool,
+            &self.execution.thread_key,
+            id.as_str(),
+            state,
+        )
+        .await
+        {
+            tracing::warn!(sandbox_id = %id, %err, "could not end the sandbox's session");
+        }
+    }
+
     /// Re-attach after a crash: the sandbox replays what we missed (or says it never got
     /// the turn, which `read` answers by sending it).
     async fn reattach(&mut self) -> Result<Attachment, Outcome> {
@@ -171,6 +374,7 @@ impl<'a> Driver<'a> {
                 Some("sandbox_lost: no sandbox recorded".into()),
             ));
         };
+        self.read_back_attempt().await?;
         let status = backend
             .status(&id)
             .await
@@ -180,10 +384,6 @@ impl<'a> Driver<'a> {
         if !status.is_alive() {
             return Err(self.lost(&id, &status).await);
         }
-        self.stored_seq =
-            dispatch::max_harness_seq(&self.dispatcher.pool, &self.execution.execution_id)
-                .await
-                .unwrap_or(0);
         let mut attachment = match backend.attach(&id).await {
             Ok(attachment) => attachment,
             Err(err) => {
@@ -208,6 +408,44 @@ impl<'a> Driver<'a> {
         Ok(attachment)
     }
 
+    /// Reads back what was stored of the current attempt: the `seq` to resume after, what
+    /// the start watch needs, and the end of the turn if it was stored before a crash (then
+    /// the turn is concluded from it: the sandbox would have nothing left to replay).
+    async fn read_back_attempt(&mut self) -> Result<(), Outcome> {
+        let after_event_id = self.start_retry.as_ref().map_or(0, |retry| retry.event_id);
+        let record = start_retries::attempt_record(
+            &self.dispatcher.pool,
+            &self.execution.execution_id,
+            after_event_id,
+        )
+        .await
+        .map_err(|err| Outcome::HandBack(format!("could not read the stored events: {err}")))?;
+        self.stored_seq = record.max_seq;
+        let mut done = None;
+        for stored in record.events {
+            let Ok(output) = serde_json::from_value::<SandboxOutput>(stored) else {
+                continue;
+            };
+            match output.event {
+                HarnessEvent::TurnDone { .. } => done = Some(output.event),
+                event => self.observe(&event),
+            }
+        }
+        if let Some(HarnessEvent::TurnDone {
+            status,
+            result_text,
+            agent_thread_id,
+            error,
+        }) = done
+        {
+            tracing::info!(
+                "the turn had ended before the re-attach; finishing it from its stored end"
+            );
+            return Err(self.turn_done(status, result_text, agent_thread_id, error));
+        }
+        Ok(())
+    }
+
     async fn start_turn(&mut self, harness: Harness) -> Result<Attachment, Outcome> {
         let dispatcher = self.dispatcher;
         let execution_id = ExecutionId::parse(&self.execution.execution_id).ok_or_else(|| {
@@ -229,13 +467,28 @@ impl<'a> Driver<'a> {
                 Some(format!("sandbox_start_failed: {reason}")),
             )
         })?;
+        self.open(harness, id, None).await
+    }
+
+    /// Records the start in sandbox `id` (`retry_of`: the first attempt's start failure),
+    /// attaches and sends the turn.
+    async fn open(
+        &mut self,
+        harness: Harness,
+        id: SandboxId,
+        retry_of: Option<&str>,
+    ) -> Result<Attachment, Outcome> {
+        let dispatcher = self.dispatcher;
         self.sandbox_id = Some(id.clone());
-        let started = json!({
+        let mut started = json!({
             "harness": harness.as_str(),
             "sandbox_id": id.as_str(),
             "queue_delay_ms": self.execution.queue_delay_ms(),
             "attempt": self.execution.attempt,
         });
+        if let Some(first_failure) = retry_of {
+            started["start_retry"] = json!({ "first_failure": first_failure });
+        }
         let _ = events::append(
             &dispatcher.pool,
             &self.execution.thread_key,
@@ -261,10 +514,19 @@ impl<'a> Driver<'a> {
     ) -> Result<(), Outcome> {
         let dispatcher = self.dispatcher;
         let execution = self.execution;
+        let workspace = workspace(execution, dispatcher.config.workspace.default_repo.as_ref())
+            .map_err(|reason| {
+                finish(
+                    TerminalReason::SandboxStartFailed,
+                    Some(format!("sandbox_start_failed: {reason}")),
+                )
+            })?;
+        let continuity = self.continuity(id).await.map_err(|err| {
+            Outcome::HandBack(format!("could not read the thread's history: {err}"))
+        })?;
         let messages = dispatch::take_turn_messages(
             &dispatcher.pool,
             &execution.execution_id,
-            &execution.thread_key,
             &dispatcher.config.worker_id,
             id.as_str(),
         )
@@ -273,19 +535,57 @@ impl<'a> Driver<'a> {
             tracing::warn!(%err, "could not hand the messages to the turn");
             Outcome::LeaseLost
         })?;
-        let agent_thread_id = sessions::live(&dispatcher.pool, &execution.thread_key)
-            .await
-            .ok()
-            .flatten()
-            .filter(|session| session.sandbox_id == id.as_str())
-            .and_then(|session| session.agent_thread_id);
-        let env = sandboxes::turn_env(dispatcher, &execution.thread_key, id);
-        let line = turn_line(execution, &messages, agent_thread_id, env);
+        if continuity.transcript.is_some() {
+            tracing::info!(
+                sandbox_id = %id,
+                "the sandbox did not run the thread's previous turn; the turn carries the thread's transcript"
+            );
+        }
+        let context = TurnContext {
+            continuity,
+            workspace,
+            instructions: instructions(execution),
+            env: sandboxes::turn_env(dispatcher, &execution.thread_key, id),
+        };
+        let line = turn_line(execution, &messages, context);
         attachment
             .input
             .send_line(&line)
             .await
             .map_err(|err| Outcome::HandBack(format!("could not write the turn: {err}")))
+    }
+
+    /// A turn in the sandbox that ran the thread's previous turn resumes the harness's own
+    /// session; any other sandbox (or one with no session to resume) gets the thread's
+    /// transcript and never a session id.
+    async fn continuity(&self, id: &SandboxId) -> Result<Continuity, StoreError> {
+        let pool = &self.dispatcher.pool;
+        let execution = self.execution;
+        let previous =
+            history::previous_turn_sandbox(pool, &execution.thread_key, &execution.execution_id)
+                .await?;
+        if previous.as_deref() == Some(id.as_str()) {
+            let session =
+                sessions::resumable_agent_thread(pool, &execution.thread_key, id.as_str()).await?;
+            if session.is_some() {
+                return Ok(Continuity {
+                    agent_thread_id: session,
+                    transcript: None,
+                });
+            }
+        }
+        let rows = history::before_execution(
+            pool,
+            &execution.thread_key,
+            &execution.execution_id,
+            transcript::MAX_ENTRIES,
+        )
+        .await?;
+        let more_exist = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= transcript::MAX_ENTRIES;
+        Ok(Continuity {
+            agent_thread_id: None,
+            transcript: transcript::build(&rows, transcript::BUDGET_BYTES, more_exist),
+        })
     }
 
     async fn lost(&self, id: &SandboxId, status: &SandboxStatus) -> Outcome {
@@ -396,9 +696,7 @@ impl<'a> Driver<'a> {
         }
         self.stored_seq = output.seq;
         self.event_count += 1;
-        if let HarnessEvent::Error { message, .. } = &output.event {
-            self.last_error = Some(message.clone());
-        }
+        self.observe(&output.event);
         let done = match &output.event {
             HarnessEvent::TurnDone {
                 status,
@@ -419,8 +717,32 @@ impl<'a> Driver<'a> {
         if let Err(outcome) = self.flush().await {
             return Some(outcome);
         }
+        Some(self.turn_done(status, result_text, agent_thread_id, error))
+    }
+
+    /// Takes an event of the current attempt into account (last error, start watch).
+    fn observe(&mut self, event: &HarnessEvent) {
+        if let HarnessEvent::Error { message, .. } = event {
+            self.last_error = Some(message.clone());
+        }
+        self.start_watch.observe(event);
+    }
+
+    /// How the end of the turn ends the execution.
+    fn turn_done(
+        &self,
+        status: TurnStatus,
+        result_text: Option<String>,
+        agent_thread_id: Option<String>,
+        error: Option<String>,
+    ) -> Outcome {
         let cancelled = self.cancel_sent_at.is_some();
-        Some(Outcome::Finished(match (status, cancelled) {
+        if status == TurnStatus::Error && !cancelled {
+            if let Some(failure) = self.start_watch.start_failure() {
+                return Outcome::StartFailed(failure.to_owned());
+            }
+        }
+        Outcome::Finished(match (status, cancelled) {
             (_, true) => Finish {
                 reason: TerminalReason::Cancelled,
                 result_text: None,
@@ -451,7 +773,7 @@ impl<'a> Driver<'a> {
                 summary: Value::Null,
                 delivery_payload: Value::Null,
             },
-        }))
+        })
     }
 
     async fn on_heartbeat(&mut self, attachment: &mut Attachment) -> Option<Outcome> {
@@ -587,8 +909,16 @@ impl<'a> Driver<'a> {
         let execution = self.execution;
         let worker = &dispatcher.config.worker_id;
         let pool = &dispatcher.pool;
+        let outcome = match outcome {
+            // `drive` turns every start failure into a retry or a finish; never left over.
+            Outcome::StartFailed(failure) => finish(
+                TerminalReason::SandboxStartFailed,
+                Some(start_failure::error_text(&failure)),
+            ),
+            other => other,
+        };
         match outcome {
-            Outcome::LeaseLost => return,
+            Outcome::StartFailed(_) | Outcome::LeaseLost => return,
             Outcome::HandBack(why) => {
                 tracing::warn!(%why, "handing the execution back for re-attach");
                 if let Ok(true) =
@@ -608,6 +938,7 @@ impl<'a> Driver<'a> {
                     "queue_delay_ms": execution.queue_delay_ms(),
                     "attempt": execution.attempt,
                     "sandbox_id": self.sandbox_id.as_ref().map(SandboxId::as_str),
+                    "start_retried": self.start_retry.is_some(),
                 });
                 end.delivery_payload = centaur_core::delivery::payload(
                     &execution.execution_id,
@@ -628,10 +959,13 @@ impl<'a> Driver<'a> {
                             reason = end.reason.as_str(),
                             "execution finished"
                         );
-                        if end.reason == TerminalReason::Completed {
+                        if let (TerminalReason::Completed, Some(id)) =
+                            (end.reason, &self.sandbox_id)
+                        {
                             let _ = sessions::record_turn(
                                 pool,
                                 &execution.thread_key,
+                                id.as_str(),
                                 end.agent_thread_id.as_deref(),
                             )
                             .await;
@@ -684,5 +1018,140 @@ impl<'a> Driver<'a> {
                 tracing::warn!(%err, "could not wake the thread's next execution; the sweep will");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(repo: Option<&str>, agents_md_override: Option<&str>) -> ClaimedExecution {
+        ClaimedExecution {
+            execution_id: "exe_0123456789abcdef".into(),
+            thread_key: "slack:T1:C1:1700000000.000100".into(),
+            harness: "echo".into(),
+            status: "running".into(),
+            attempt: 1,
+            sandbox_id: None,
+            turn_sent_at: None,
+            created_at: chrono::Utc::now(),
+            claimed_at: None,
+            hard_deadline_at: None,
+            delivery: Value::Null,
+            assignment_generation: 2,
+            repo: repo.map(str::to_owned),
+            agents_md_override: agents_md_override.map(str::to_owned),
+        }
+    }
+
+    fn parse(line: &str) -> SandboxInput {
+        SandboxInput::parse(line).unwrap_or_else(|err| panic!("{err}: {line}"))
+    }
+
+    fn default_repo() -> RepoRef {
+        RepoRef::parse("acme/default").unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn the_workspace_is_the_threads_repo_on_its_generations_branch() {
+        let workspace = workspace(&execution(Some("acme/api"), None), Some(&default_repo()))
+            .unwrap_or_else(|err| panic!("{err}"))
+            .unwrap_or_else(|| panic!("a workspace"));
+        assert_eq!(workspace.repo, "acme/api");
+        assert_eq!(workspace.clone_url, "https://github.com/acme/api.git");
+        assert_eq!(
+            workspace.branch,
+            branch_name("slack:T1:C1:1700000000.000100", 2)
+        );
+        assert!(workspace.branch.ends_with("-2"), "{}", workspace.branch);
+    }
+
+    #[test]
+    fn a_thread_without_a_repo_gets_the_default_or_none() {
+        let fallback = workspace(&execution(None, None), Some(&default_repo()))
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(fallback.map(|w| w.repo), Some("acme/default".to_owned()));
+        let none = workspace(&execution(None, None), None).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(none, None);
+        let broken = workspace(&execution(Some("git@github.com:a/b"), None), None);
+        assert!(
+            broken.is_err_and(|err| err.contains("git@github.com:a/b")),
+            "a stored repo that no longer parses is named"
+        );
+    }
+
+    #[test]
+    fn the_turn_line_leads_with_the_transcript_and_carries_workspace_and_instructions() {
+        let execution = execution(Some("https://git.example.com/team/svc"), Some("Be terse."));
+        let messages = [TurnMessageRow {
+            id: "msg_1".into(),
+            role: "user".into(),
+            parts: json!([{"type": "text", "text": "new question"}]),
+        }];
+        let context = TurnContext {
+            continuity: Continuity {
+                agent_thread_id: None,
+                transcript: Some("[Earlier conversation in this thread] …".into()),
+            },
+            workspace: workspace(&execution, None).unwrap_or_else(|err| panic!("{err}")),
+            instructions: instructions(&execution),
+            env: BTreeMap::new(),
+        };
+        let SandboxInput::User {
+            message,
+            agent_thread_id,
+            workspace,
+            instructions,
+            ..
+        } = parse(&turn_line(&execution, &messages, context))
+        else {
+            panic!("not a user turn");
+        };
+        let texts: Vec<_> = message
+            .content
+            .iter()
+            .filter_map(|b| b.text.as_deref())
+            .collect();
+        assert_eq!(
+            texts,
+            ["[Earlier conversation in this thread] …", "new question"]
+        );
+        assert_eq!(agent_thread_id, None);
+        let workspace = workspace.unwrap_or_else(|| panic!("a workspace"));
+        assert_eq!(workspace.clone_url, "https://git.example.com/team/svc.git");
+        assert_eq!(instructions.as_deref(), Some("Be terse."));
+    }
+
+    #[test]
+    fn a_resumed_turn_carries_the_session_id_and_no_transcript() {
+        let execution = execution(None, Some("  "));
+        let context = TurnContext {
+            continuity: Continuity {
+                agent_thread_id: Some("thread-123".into()),
+                transcript: None,
+            },
+            workspace: None,
+            instructions: instructions(&execution),
+            env: BTreeMap::new(),
+        };
+        let messages = [TurnMessageRow {
+            id: "msg_1".into(),
+            role: "user".into(),
+            parts: json!([{"type": "text", "text": "again"}]),
+        }];
+        let SandboxInput::User {
+            message,
+            agent_thread_id,
+            workspace,
+            instructions,
+            ..
+        } = parse(&turn_line(&execution, &messages, context))
+        else {
+            panic!("not a user turn");
+        };
+        assert_eq!(message.text(), "again");
+        assert_eq!(agent_thread_id.as_deref(), Some("thread-123"));
+        assert_eq!(workspace, None);
+        assert_eq!(instructions, None, "blank instructions are none");
     }
 }

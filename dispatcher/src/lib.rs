@@ -11,5 +11,7 @@ pub mod executor;
 pub mod health;
 pub mod maintenance;
 pub mod sandboxes;
+pub mod start_failure;
+pub mod transcript;
 
 pub use context::Dispatcher;

@@ -16,8 +16,18 @@ pub const PLACEHOLDERS: [&str; 4] = [
     "GITHUB_TOKEN",
 ];
 
-/// The base prompt every sandbox receives as `AGENTS_BASE.md`.
+/// The built-in base prompt, used when the deployment sets no `AGENTS_BASE_FILE`.
 pub const AGENTS_BASE: &str = include_str!("prompts/AGENTS_BASE.md");
+
+/// The base prompt every sandbox receives as `AGENTS_BASE.md`: the deployment's
+/// (`AGENTS_BASE_FILE`, read at start-up) or the built-in default.
+pub fn base_prompt(dispatcher: &Dispatcher) -> &str {
+    dispatcher
+        .config
+        .agents_base_prompt
+        .as_deref()
+        .unwrap_or(AGENTS_BASE)
+}
 
 /// A fresh `sbx1.` token for `thread_key` / `sandbox_id`.
 pub fn mint_token(dispatcher: &Dispatcher, thread_key: &str, sandbox_id: &SandboxId) -> String {
@@ -69,7 +79,10 @@ pub fn spec(
         harness,
         thread_key: thread_key.map(str::to_owned),
         env,
-        prompt_files: BTreeMap::from([("AGENTS_BASE.md".to_owned(), AGENTS_BASE.to_owned())]),
+        prompt_files: BTreeMap::from([(
+            "AGENTS_BASE.md".to_owned(),
+            base_prompt(dispatcher).to_owned(),
+        )]),
         warm: thread_key.is_none(),
     }
 }
@@ -124,12 +137,32 @@ pub async fn acquire(
             warm::remove(pool, id.as_str()).await.map_err(db)?;
         }
     }
-    let id = SandboxId::for_execution(execution_id);
+    create_for_thread(
+        dispatcher,
+        thread_key,
+        SandboxId::for_execution(execution_id),
+        harness,
+    )
+    .await
+}
+
+/// Creates sandbox `id` for the thread (adopting it if it already exists) and makes it the
+/// thread's live session. The session row is written first, so orphan collection never
+/// sees the sandbox unowned; a new sandbox starts a new harness session.
+pub async fn create_for_thread(
+    dispatcher: &Dispatcher,
+    thread_key: &str,
+    id: SandboxId,
+    harness: Harness,
+) -> Result<SandboxId, String> {
+    let pool = &dispatcher.pool;
+    let db =
+        |err: centaur_store::StoreError| format!("database error while creating a sandbox: {err}");
     sessions::set_live(pool, thread_key, id.as_str(), harness.as_str())
         .await
         .map_err(db)?;
     let spec = spec(dispatcher, id.clone(), harness, Some(thread_key));
-    match backend.create(&spec).await {
+    match dispatcher.backend.create(&spec).await {
         Ok(id) => Ok(id),
         Err(err) => {
             sessions::end(pool, thread_key, id.as_str(), "lost")
