@@ -2,6 +2,7 @@
 
 use crate::env::{ConfigError, Env};
 use centaur_core::Harness;
+use std::path::{Path, PathBuf};
 
 /// Postgres connection settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,6 +153,85 @@ pub struct SandboxConfig {
     pub warm_pool_size: u32,
     /// `WARM_POOL_HARNESS` (default: the default harness).
     pub warm_pool_harness: Harness,
+    /// `SANDBOX_PROXY_URL`: the credential-swapping egress proxy every sandbox sends its
+    /// HTTP(S) through (workspace.md "Egress"). Required by the Kubernetes backend
+    /// ([`crate::KubernetesConfig`]); optional for local sandboxes, which get no proxy
+    /// settings without it (the offline `echo` harness).
+    pub proxy_url: Option<String>,
+    /// The local backend's settings (read, and checked, whatever the backend).
+    pub local: LocalSandboxConfig,
+}
+
+/// Settings of local-process sandboxes (workspace.md "Isolation on one machine").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSandboxConfig {
+    /// `SANDBOX_CA_FILE`: the egress proxy's CA certificate (PEM, certificate only; for
+    /// mitmproxy `<confdir>/mitmproxy-ca-cert.pem`). Required with `SANDBOX_PROXY_URL` on
+    /// the local backend, which copies it into each sandbox and points the CA variables
+    /// at the copy. Ignored without a proxy.
+    pub ca_file: Option<PathBuf>,
+    /// `SANDBOX_LOCAL_USER` (`centaur-sandbox`): the unprivileged user local sandboxes run
+    /// as when the dispatcher runs as root.
+    pub user: String,
+    /// `SANDBOX_LOCAL_ISOLATION` (`on`). `off` runs local sandboxes as the dispatcher's own
+    /// user with nothing but a clean environment between them and the control plane's
+    /// secrets: a developer-only escape hatch for machines with neither root nor `bwrap`.
+    pub isolation: bool,
+}
+
+/// The default of `SANDBOX_LOCAL_USER`.
+pub const DEFAULT_SANDBOX_USER: &str = "centaur-sandbox";
+
+impl LocalSandboxConfig {
+    /// Reads `SANDBOX_CA_FILE`, `SANDBOX_LOCAL_USER` and `SANDBOX_LOCAL_ISOLATION`; with
+    /// `proxy` set and `local` true, the CA file is required and must be a readable PEM
+    /// certificate holding no private key.
+    fn from_env(env: &Env, proxy: bool, local: bool) -> Result<Self, ConfigError> {
+        let ca_file = env.optional("SANDBOX_CA_FILE").map(PathBuf::from);
+        if proxy && local {
+            let path = ca_file.as_deref().ok_or_else(|| ConfigError::Invalid {
+                name: "SANDBOX_CA_FILE",
+                reason: "required with SANDBOX_PROXY_URL on the local backend: the path of \
+                         the proxy's CA certificate (mitmproxy: \
+                         <confdir>/mitmproxy-ca-cert.pem)"
+                    .into(),
+            })?;
+            check_ca_file(path)?;
+        }
+        Ok(Self {
+            ca_file,
+            user: env
+                .optional("SANDBOX_LOCAL_USER")
+                .map(|user| user.trim().to_owned())
+                .unwrap_or_else(|| DEFAULT_SANDBOX_USER.to_owned()),
+            isolation: env.flag_or("SANDBOX_LOCAL_ISOLATION", true)?,
+        })
+    }
+}
+
+/// The proxy CA must be readable now, hold a certificate, and never the CA's key (which
+/// would let a sandbox impersonate any host to every other sandbox).
+fn check_ca_file(path: &Path) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "SANDBOX_CA_FILE",
+        reason,
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|err| invalid(format!("cannot read {}: {err}", path.display())))?;
+    if pem.contains("PRIVATE KEY") {
+        return Err(invalid(format!(
+            "{} holds a private key: point it at the CA certificate only \
+             (mitmproxy: <confdir>/mitmproxy-ca-cert.pem)",
+            path.display()
+        )));
+    }
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 impl SandboxConfig {
@@ -172,6 +252,12 @@ impl SandboxConfig {
             }
         };
         let default_harness = parse_harness(env, "CENTAUR_DEFAULT_HARNESS", Harness::Codex)?;
+        let proxy_url = env.optional("SANDBOX_PROXY_URL");
+        let local = LocalSandboxConfig::from_env(
+            env,
+            proxy_url.is_some(),
+            backend == SandboxBackendKind::Local,
+        )?;
         Ok(Self {
             backend,
             default_harness,
@@ -181,6 +267,8 @@ impl SandboxConfig {
             warm_pool_enabled: env.flag_or("WARM_POOL_ENABLED", false)?,
             warm_pool_size: env.parsed_or("WARM_POOL_SIZE", 2)?,
             warm_pool_harness: parse_harness(env, "WARM_POOL_HARNESS", default_harness)?,
+            proxy_url,
+            local,
         })
     }
 }
@@ -237,6 +325,86 @@ mod tests {
             !debug.contains("sekrit") && !debug.contains(&key),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_local_proxy_needs_a_readable_ca_certificate() {
+        let env = Env::from_pairs([("SANDBOX_PROXY_URL", "http://127.0.0.1:8080")]);
+        let err = SandboxConfig::from_env(&env).expect_err("no CA");
+        assert!(
+            err.to_string().contains("SANDBOX_CA_FILE")
+                && err.to_string().contains("SANDBOX_PROXY_URL"),
+            "{err}"
+        );
+        let env = Env::from_pairs([
+            ("SANDBOX_PROXY_URL", "http://127.0.0.1:8080"),
+            ("SANDBOX_CA_FILE", "/nonexistent/ca.pem"),
+        ]);
+        let err = SandboxConfig::from_env(&env).expect_err("unreadable");
+        assert!(
+            err.to_string().contains("SANDBOX_CA_FILE") && err.to_string().contains("/nonexistent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_ca_file_must_be_a_certificate_without_its_key() {
+        let dir = std::env::temp_dir().join(format!("centaur-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let cases = [
+            ("cert.pem", cert.to_owned(), true),
+            (
+                "with-key.pem",
+                format!("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n{cert}"),
+                false,
+            ),
+            ("empty.pem", String::new(), false),
+        ];
+        for (name, content, valid) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, content).expect("write");
+            let path = path.display().to_string();
+            let env = Env::from_pairs([
+                ("SANDBOX_PROXY_URL", "http://127.0.0.1:8080"),
+                ("SANDBOX_CA_FILE", path.as_str()),
+            ]);
+            let config = SandboxConfig::from_env(&env);
+            assert_eq!(config.is_ok(), valid, "{name}: {config:?}");
+            if let Ok(config) = config {
+                assert_eq!(config.proxy_url.as_deref(), Some("http://127.0.0.1:8080"));
+                assert_eq!(config.local.ca_file, Some(PathBuf::from(&path)));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_kubernetes_backend_does_not_read_the_local_ca_file() {
+        let env = Env::from_pairs([
+            ("SANDBOX_BACKEND", "kubernetes"),
+            ("SANDBOX_PROXY_URL", "http://proxy:8080"),
+        ]);
+        let config = SandboxConfig::from_env(&env).expect("valid");
+        assert_eq!(config.proxy_url.as_deref(), Some("http://proxy:8080"));
+    }
+
+    #[test]
+    fn local_sandboxes_are_isolated_by_default() {
+        let config = SandboxConfig::from_env(&Env::from_pairs([])).expect("valid");
+        assert_eq!(config.proxy_url, None);
+        assert_eq!(config.local.user, DEFAULT_SANDBOX_USER);
+        assert!(config.local.isolation);
+        let env = Env::from_pairs([
+            ("SANDBOX_LOCAL_ISOLATION", "off"),
+            ("SANDBOX_LOCAL_USER", "agent"),
+        ]);
+        let config = SandboxConfig::from_env(&env).expect("valid");
+        assert_eq!(config.local.user, "agent");
+        assert!(!config.local.isolation);
+        let env = Env::from_pairs([("SANDBOX_LOCAL_ISOLATION", "sometimes")]);
+        let err = SandboxConfig::from_env(&env).expect_err("invalid");
+        assert!(err.to_string().contains("SANDBOX_LOCAL_ISOLATION"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub struct KubernetesConfig {
     /// `SANDBOX_CPU_REQUEST` and `SANDBOX_MEMORY_REQUEST` (none: the limits apply).
     pub cpu_request: Option<String>,
     pub memory_request: Option<String>,
-    /// `SANDBOX_PROXY_URL` (required): iron-proxy's CONNECT listener, `http://<svc>:8080`.
+    /// `SANDBOX_PROXY_URL` (required here, optional for local sandboxes: see
+    /// [`crate::SandboxConfig::proxy_url`]): iron-proxy's CONNECT listener,
+    /// `http://<svc>:8080`. The pod's CA path is the mounted Secret, never `SANDBOX_CA_FILE`.
     pub proxy_url: String,
     /// `SANDBOX_CA_SECRET` (`centaur-firewall-ca`): the Secret whose `ca.crt` is mounted.
     pub ca_secret: String,

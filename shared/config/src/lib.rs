@@ -14,7 +14,8 @@ pub mod workspace;
 
 pub use api::ApiConfig;
 pub use common::{
-    AuthConfig, DatabaseConfig, QueueBackend, QueueConfig, SandboxBackendKind, SandboxConfig,
+    AuthConfig, DatabaseConfig, LocalSandboxConfig, QueueBackend, QueueConfig, SandboxBackendKind,
+    SandboxConfig, DEFAULT_SANDBOX_USER,
 };
 pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};
