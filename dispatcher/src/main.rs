@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use centaur_config::{DispatcherConfig, Env, SandboxBackendKind};
-use centaur_sandbox::{LocalBackend, SandboxBackend};
+use centaur_sandbox::{Isolation, LocalBackend, LocalEgress, SandboxBackend};
 use dispatcher::{consumer, delivery, health, maintenance, Dispatcher};
 use std::sync::Arc;
 
@@ -13,6 +13,12 @@ async fn main() -> anyhow::Result<()> {
     centaur_telemetry::init_tracing("dispatcher");
     let _ = centaur_telemetry::metrics();
     let config = DispatcherConfig::from_env(&Env::from_process())?;
+    // Local sandboxes' isolation is part of the configuration: a missing sandbox user
+    // fails `check-config` too.
+    let local_isolation = match config.sandbox.backend {
+        SandboxBackendKind::Local => Some(Isolation::from_config(&config.sandbox.local)?),
+        SandboxBackendKind::Kubernetes => None,
+    };
     if std::env::args().nth(1).as_deref() == Some("check-config") {
         println!("configuration ok");
         return Ok(());
@@ -26,10 +32,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
     let backend: Arc<dyn SandboxBackend> = match config.sandbox.backend {
-        SandboxBackendKind::Local => Arc::new(LocalBackend::new(
-            &config.sandbox_command,
-            &config.sandbox_state_dir,
-        )?),
+        SandboxBackendKind::Local => Arc::new(
+            LocalBackend::new(
+                &config.sandbox_command,
+                &config.sandbox_state_dir,
+                local_isolation.context("SANDBOX_BACKEND=local without its isolation")?,
+            )?
+            .with_egress(LocalEgress::from_config(&config.sandbox)),
+        ),
         SandboxBackendKind::Kubernetes => {
             let kubernetes = config
                 .kubernetes

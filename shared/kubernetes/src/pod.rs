@@ -7,6 +7,7 @@ use crate::names::{
     THREAD_KEY_ANNOTATION, WARM_LABEL,
 };
 use centaur_config::KubernetesConfig;
+use centaur_sandbox::egress::egress_env;
 use centaur_sandbox::SandboxSpec;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use serde_json::{json, Map, Value};
@@ -129,37 +130,13 @@ pub fn prompt_secret(
     }))
 }
 
-/// The container env: the caller's (placeholders, API URL, token), then proxy and CA
-/// settings, which the caller cannot override. An in-cluster API is reached directly
-/// (`NO_PROXY`); an API outside the cluster (API Gateway) only through iron-proxy, since
-/// the network policy leaves sandboxes nothing else.
+/// The container env: the caller's (placeholders, API URL, token), then the egress
+/// settings shared with the local backend ([`egress_env`]: proxy, bypass list, the CA
+/// mounted at [`CA_FILE`]), the prompts dir and HOME, which the caller cannot override.
 fn env(spec: &SandboxSpec, config: &KubernetesConfig) -> Vec<Value> {
-    let api_host = host_of(spec.env.get("CENTAUR_API_URL").map_or("", String::as_str));
-    let api_host = if is_in_cluster(api_host) {
-        api_host
-    } else {
-        ""
-    };
-    let no_proxy = ["localhost", "127.0.0.1", api_host]
-        .iter()
-        .filter(|host| !host.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(",");
+    let api_url = spec.env.get("CENTAUR_API_URL").map_or("", String::as_str);
     let mut vars = spec.env.clone();
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-        vars.insert(name.into(), config.proxy_url.clone());
-    }
-    vars.insert("NO_PROXY".into(), no_proxy.clone());
-    vars.insert("no_proxy".into(), no_proxy);
-    for name in [
-        "SSL_CERT_FILE",
-        "NODE_EXTRA_CA_CERTS",
-        "REQUESTS_CA_BUNDLE",
-        "GIT_SSL_CAINFO",
-    ] {
-        vars.insert(name.into(), CA_FILE.into());
-    }
+    vars.extend(egress_env(&config.proxy_url, CA_FILE, api_url));
     vars.insert("CENTAUR_PROMPTS_DIR".into(), PROMPTS_DIR.into());
     vars.insert("HOME".into(), "/home/agent".into());
     vars.into_iter()
@@ -167,26 +144,9 @@ fn env(spec: &SandboxSpec, config: &KubernetesConfig) -> Vec<Value> {
         .collect()
 }
 
-/// A Service name (`api`, `api.ns`, `api.ns.svc[.cluster.local]`), not an outside host.
-fn is_in_cluster(host: &str) -> bool {
-    !host.is_empty()
-        && (!host.contains('.') || host.ends_with(".svc") || host.ends_with(".svc.cluster.local"))
-}
-
-/// `http://api.ns.svc:8000/x` → `api.ns.svc`.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    match host_port.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => host_port,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use centaur_sandbox::egress::{host_of, is_in_cluster};
 
     #[test]
     fn host_of_strips_scheme_port_and_path() {

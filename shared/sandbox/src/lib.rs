@@ -8,9 +8,10 @@ use centaur_core::{Harness, SandboxId};
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 
+pub mod egress;
 pub mod local;
 
-pub use local::LocalBackend;
+pub use local::{Isolation, LocalBackend, LocalEgress};
 
 /// What to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
