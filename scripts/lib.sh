@@ -35,3 +35,24 @@ ensure_tools() {
   step "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# Makes sure the unprivileged user that local sandboxes run as exists (SANDBOX_LOCAL_USER,
+# default centaur-sandbox) when running as root; the dispatcher refuses to start without
+# it. Warns when the sandbox program's directory is not searchable by that user.
+ensure_sandbox_user() {
+  local user="${SANDBOX_LOCAL_USER:-centaur-sandbox}"
+  [ "$(id -u)" -eq 0 ] || return 0
+  if ! getent passwd "$user" >/dev/null; then
+    step "creating the local sandbox user $user"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin "$user" 2>/dev/null || getent passwd "$user" >/dev/null
+  fi
+  local dir="$PWD"
+  while [ "$dir" != / ]; do
+    if ! runuser -u "$user" -- test -x "$dir" 2>/dev/null; then
+      echo "warning: $dir is not searchable by $user: local sandboxes cannot run target/debug/sandbox from here (chmod o+x $dir)" >&2
+      return 0
+    fi
+    dir=$(dirname "$dir")
+  done
+}

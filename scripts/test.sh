@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_postgres
+ensure_sandbox_user
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate, mitmproxy) and git"

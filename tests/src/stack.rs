@@ -90,6 +90,7 @@ async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
 impl Stack {
     /// Creates a database and starts `api` and the dispatchers, waiting until all are ready.
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        ensure_sandbox_user()?;
         let database = TestDatabase::create().await?;
         let work_dir = std::env::temp_dir().join(format!(
             "centaur-stack-{}",
@@ -199,6 +200,16 @@ impl Stack {
         &self.api
     }
 
+    /// The stack's private directory (logs; the local backend's state dir `sandboxes/`).
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.work_dir
+    }
+
+    /// `SANDBOX_STATE_DIR` of the stack's dispatchers.
+    pub fn sandbox_state_dir(&self) -> PathBuf {
+        self.work_dir.join("sandboxes")
+    }
+
     /// A client for the API (local operator: no key).
     pub fn client(&self) -> ApiClient {
         ApiClient::new(&self.api_url)
@@ -229,7 +240,8 @@ impl Stack {
 }
 
 /// Kills sandbox processes the local backend left in `state_dir` (they are detached from
-/// the dispatcher on purpose, so a dispatcher crash does not kill them).
+/// the dispatcher on purpose, so a dispatcher crash does not kill them): each sandbox's
+/// process group, which holds its harness CLIs too.
 fn kill_local_sandboxes(state_dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
         return;
@@ -237,10 +249,59 @@ fn kill_local_sandboxes(state_dir: &std::path::Path) {
     for entry in entries.flatten() {
         if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
             let _ = std::process::Command::new("kill")
-                .args(["-9", pid.trim()])
+                .args(["-9", "--", &format!("-{}", pid.trim()), pid.trim()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
+}
+
+/// The user local sandboxes run as when the dispatcher is root (the default of
+/// `SANDBOX_LOCAL_USER`).
+pub const SANDBOX_USER: &str = "centaur-sandbox";
+
+/// True when this process runs as root (`/proc/self` belongs to the effective uid).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// As root, makes sure [`SANDBOX_USER`] exists (as `scripts/lib.sh`'s
+/// `ensure_sandbox_user` does), since a root dispatcher refuses to start without it.
+/// Concurrent test processes may race to create it: `useradd` then fails on its lock or
+/// on the user another process just made, and the user is looked up again.
+pub fn ensure_sandbox_user() -> anyhow::Result<()> {
+    let exists = || {
+        std::process::Command::new("getent")
+            .args(["passwd", SANDBOX_USER])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !running_as_root() || exists() {
+        return Ok(());
+    }
+    for _ in 0..50 {
+        let _ = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SANDBOX_USER,
+            ])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if exists() {
+            return Ok(());
+        }
+        // Another process holds the user database lock: try again shortly.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("cannot create the sandbox user {SANDBOX_USER} with useradd")
 }
 
 impl Drop for Stack {
