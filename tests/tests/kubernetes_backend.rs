@@ -94,6 +94,18 @@ async fn read_turn(attachment: &mut Attachment) -> Vec<Value> {
     events
 }
 
+/// Reads output lines until the turn's `turn.started` (the sandbox is inside the turn).
+async fn read_until_started(attachment: &mut Attachment) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, attachment.output.next()).await {
+        let event: Value = serde_json::from_str(&line.expect("line")).expect("json line");
+        if event["type"] == "turn.started" {
+            return event;
+        }
+    }
+    panic!("no turn.started within 20 s")
+}
+
 async fn wait_for_status(
     backend: &KubernetesBackend,
     id: &SandboxId,
@@ -190,7 +202,8 @@ async fn an_oom_killed_container_is_reported_with_its_exit_code_and_reason() {
         .send_line(&turn_line("exe_oom", "@hang 30000"))
         .await
         .expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = read_until_started(&mut attachment).await;
+    assert_eq!(started["execution_id"], "exe_oom");
     fake.oom_kill("centaur-sbx-oom");
     let rest: Vec<_> = tokio::time::timeout(
         Duration::from_secs(10),
@@ -198,9 +211,11 @@ async fn an_oom_killed_container_is_reported_with_its_exit_code_and_reason() {
     )
     .await
     .expect("the output stream ends when the container dies");
-    assert!(rest
-        .iter()
-        .all(|line| !line.as_ref().is_ok_and(|l| l.contains("turn.done"))));
+    assert!(
+        rest.iter()
+            .all(|line| !line.as_ref().is_ok_and(|l| l.contains("turn.done"))),
+        "a killed turn never reports its end: {rest:?}"
+    );
     let status = wait_for_status(&backend, &id, |s| !s.is_alive()).await;
     match status {
         SandboxStatus::Exited { code, detail } => {
@@ -224,7 +239,7 @@ async fn a_pod_deleted_mid_turn_ends_the_stream_and_reads_as_deleted() {
         .send_line(&turn_line("exe_del", "@hang 30000"))
         .await
         .expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    read_until_started(&mut attachment).await;
     fake.delete_pod("centaur-sbx-deleted");
     tokio::time::timeout(
         Duration::from_secs(10),

@@ -206,15 +206,40 @@ mod tests {
         let id = queued(&pool, "t1").await;
         sqlx::query("UPDATE executions SET status = 'running', worker_id = 'w', lease_expires_at = now() + interval '1 minute' WHERE execution_id = $1")
             .bind(&id).execute(&pool).await.unwrap();
-        let client = TestClient::new(router(test_state(pool)));
-        let (_, body) = client
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let (status, body) = client
             .post(
                 &format!("/agent/executions/{id}/cancel"),
                 &Caller::LocalOperator,
                 &json!({}),
             )
             .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "cancel_requested");
+        let (row_status, completed): (String, bool) = sqlx::query_as(
+            "SELECT status, completed_at IS NOT NULL FROM executions WHERE execution_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            row_status, "cancel_requested",
+            "the row records the request"
+        );
+        assert!(
+            !completed,
+            "the dispatcher, not the API, ends a running turn"
+        );
+        let recorded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM execution_events WHERE execution_id = $1
+               AND event_kind = 'execution_state' AND event_json->>'status' = 'cancel_requested'",
+        )
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(recorded, 1, "the request is on the event trail");
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
