@@ -115,7 +115,9 @@ impl Stack {
         base_env.insert("EXECUTION_LEASE_S".into(), options.lease_secs.to_string());
         base_env.insert(
             "SANDBOX_COMMAND".into(),
-            binary("sandbox").display().to_string(),
+            sandbox_program(&binary("sandbox"), &work_dir)?
+                .display()
+                .to_string(),
         );
         base_env.insert(
             "SANDBOX_STATE_DIR".into(),
@@ -256,6 +258,31 @@ fn kill_local_sandboxes(state_dir: &std::path::Path) {
     }
 }
 
+/// The sandbox program as the stack's dispatchers run it. As root, sandboxes run as
+/// [`SANDBOX_USER`], who must be able to execute it: a build in a directory that user
+/// cannot search (a clone under `/root`) is copied into `work_dir` first.
+fn sandbox_program(built: &std::path::Path, work_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if !running_as_root() || executable_by_sandbox_user(built) {
+        return Ok(built.to_path_buf());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let bin = work_dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let copy = bin.join("sandbox");
+    std::fs::copy(built, &copy)?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+    Ok(copy)
+}
+
+/// Whether [`SANDBOX_USER`] may execute `path` (every directory on the way searchable).
+fn executable_by_sandbox_user(path: &std::path::Path) -> bool {
+    std::process::Command::new("runuser")
+        .args(["-u", SANDBOX_USER, "--", "test", "-x"])
+        .arg(path)
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// The user local sandboxes run as when the dispatcher is root (the default of
 /// `SANDBOX_LOCAL_USER`).
 pub const SANDBOX_USER: &str = "centaur-sandbox";
@@ -308,5 +335,42 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_all();
         let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sandbox_program_the_sandbox_user_cannot_reach_is_copied_where_it_can() {
+        ensure_sandbox_user().expect("sandbox user");
+        let root = std::env::temp_dir().join(format!("centaur-stack-bin-{}", std::process::id()));
+        let hidden = root.join("private");
+        let work_dir = root.join("work");
+        std::fs::create_dir_all(&hidden).expect("dir");
+        std::fs::create_dir_all(&work_dir).expect("dir");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let built = hidden.join("sandbox");
+        std::fs::copy("/bin/true", &built).expect("copy");
+
+        let program = sandbox_program(&built, &work_dir).expect("program");
+        if running_as_root() {
+            assert_eq!(program, work_dir.join("bin").join("sandbox"));
+            assert!(executable_by_sandbox_user(&program));
+            let reachable = sandbox_program(&program, &work_dir).expect("program");
+            assert_eq!(
+                reachable, program,
+                "a reachable program is used where it is"
+            );
+        } else {
+            assert_eq!(
+                program, built,
+                "sandboxes run as this user: nothing to copy"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
