@@ -160,3 +160,40 @@ async fn dropping_the_turn_kills_the_cli() {
         "the CLI kept running after its turn was dropped"
     );
 }
+
+const RETRY_LINES: &str = r#"echo '{"type":"thread.started","thread_id":"th1"}'
+echo '{"type":"error","message":"Reconnecting... 2/5 (stream disconnected before completion)"}'
+echo '{"type":"item.completed","item":{"id":"item_0","type":"error","message":"Falling back from WebSockets to HTTPS transport."}}'"#;
+
+#[tokio::test]
+async fn codex_retry_errors_are_dropped_when_the_turn_succeeds() {
+    let (_dir, program) = script(&format!(
+        "{RETRY_LINES}\necho '{}'\necho '{}'",
+        r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"PONG"}}"#,
+        r#"{"type":"turn.completed","usage":{"input_tokens":21,"output_tokens":5}}"#
+    ));
+    let (result, events) = run(program).await;
+    assert_eq!(result.status, TurnStatus::Ok);
+    assert_eq!(result.result_text.as_deref(), Some("PONG"));
+    assert!(error_kinds(&events).is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn codex_retry_errors_are_shown_before_the_failure_when_the_turn_fails() {
+    let (_dir, program) = script(&format!(
+        "{RETRY_LINES}\necho '{}'",
+        r#"{"type":"turn.failed","error":{"message":"unexpected status 500 Internal Server Error"}}"#
+    ));
+    let (result, events) = run(program).await;
+    assert_eq!(result.status, TurnStatus::Error);
+    let messages: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            HarnessEvent::Error { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].starts_with("Reconnecting"));
+    assert!(messages[2].contains("500"));
+}

@@ -65,6 +65,23 @@ fn a_codex_answer_gives_the_thread_id_the_text_usage_and_success() {
 }
 
 #[test]
+fn a_codex_turn_that_fell_back_from_websocket_shows_no_errors() {
+    let mut parser = CodexParser::default();
+    let parsed = replay(&mut parser, "codex-websocket-fallback.jsonl");
+    assert_eq!(parsed.outcome, Some(Outcome::Succeeded));
+    assert_eq!(parsed.final_text.as_deref(), Some("PONG"));
+    assert!(
+        !parsed
+            .events
+            .iter()
+            .any(|e| matches!(e, HarnessEvent::Error { .. })),
+        "{:?}",
+        parsed.events
+    );
+    assert_eq!(parser.take_held().len(), 5, "kept for a turn that fails");
+}
+
+#[test]
 fn a_codex_upstream_failure_is_an_upstream_error() {
     let parsed = replay(&mut CodexParser::default(), "codex-upstream-error.jsonl");
     match parsed.outcome {

@@ -120,7 +120,10 @@ async fn fail(
     session: Option<String>,
 ) -> TurnResult {
     for held in parser.take_held() {
-        events.emit(held).await;
+        // The final error is reported below: no copy of it from the retries.
+        if !matches!(&held, HarnessEvent::Error { message: m, .. } if *m == message) {
+            events.emit(held).await;
+        }
     }
     events
         .emit(HarnessEvent::Error {

@@ -34,6 +34,17 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where codex keeps credentials: a file (a sandbox has no keyring).
 const CREDENTIALS_STORE: &str = "cli_auth_credentials_store=\"file\"";
 
+/// Settings for every `codex exec`: nothing but the model API is contacted. With an API
+/// key, codex otherwise first asks chatgpt.com for its model list (off the egress
+/// allowlist: ~6 s of refused retries before every turn), clones its plugin catalogue from
+/// github.com and sends metrics to ab.chatgpt.com. None of these is a provider setting.
+pub const QUIET_SETTINGS: [&str; 4] = [
+    "features.api_key_model_discovery=false",
+    "features.plugins=false",
+    "features.remote_plugin=false",
+    "analytics.enabled=false",
+];
+
 /// Token counts, as codex reports them for a whole thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenTotals {
@@ -66,6 +77,10 @@ pub fn invocation(turn: &Turn, context: &TurnContext) -> CliInvocation {
     ]
     .map(str::to_owned)
     .to_vec();
+    for setting in QUIET_SETTINGS {
+        args.push("-c".into());
+        args.push(setting.into());
+    }
     if let Some(thread_id) = &turn.agent_thread_id {
         args.push("resume".into());
         args.push(thread_id.clone());
