@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Claims `execution_id` for this process (unless it already drives it).
+/// Claims `execution_id` for this process (unless it already drives it); `receipt` is
+/// the queue message that woke the claim, if any.
 pub async fn claim(
     dispatcher: &Dispatcher,
     execution_id: &str,
+    receipt: Option<&str>,
 ) -> Option<Result<ClaimOutcome, centaur_store::StoreError>> {
     if dispatcher.is_running_here(execution_id) {
         return None;
@@ -22,6 +24,7 @@ pub async fn claim(
             &dispatcher.pool,
             execution_id,
             &config.worker_id,
+            receipt,
             config.lease,
             config.silence_timeout,
             config.hard_timeout,
@@ -30,15 +33,14 @@ pub async fn claim(
     )
 }
 
-/// Starts a driver for a claimed execution on its own task, holding one slot.
-pub async fn spawn_driver(
-    dispatcher: &Arc<Dispatcher>,
-    execution: ClaimedExecution,
-    receipt: Option<String>,
-) {
+/// Starts a driver for a claimed execution on its own task, holding one slot. The driver
+/// keeps the claim's queue message (its own, or the one a dead dispatcher received)
+/// invisible while the turn runs and deletes it at the end.
+pub async fn spawn_driver(dispatcher: &Arc<Dispatcher>, execution: ClaimedExecution) {
     if !dispatcher.begin(&execution.execution_id) {
         return;
     }
+    let receipt = execution.queue_receipt.clone();
     let permit = dispatcher.slots.clone().acquire_owned().await;
     let dispatcher = dispatcher.clone();
     tokio::spawn(async move {
@@ -50,7 +52,7 @@ pub async fn spawn_driver(
 async fn handle(dispatcher: &Arc<Dispatcher>, delivery: Delivery) {
     let queue = &dispatcher.queue;
     let execution_id = &delivery.message.execution_id;
-    let outcome = match claim(dispatcher, execution_id).await {
+    let outcome = match claim(dispatcher, execution_id, Some(&delivery.receipt)).await {
         None => return,
         Some(outcome) => outcome,
     };
@@ -58,7 +60,7 @@ async fn handle(dispatcher: &Arc<Dispatcher>, delivery: Delivery) {
         Ok(ClaimOutcome::Claimed(execution)) => {
             metrics::counter!("centaur_dispatcher_claims_total", "outcome" => "claimed")
                 .increment(1);
-            spawn_driver(dispatcher, *execution, Some(delivery.receipt)).await;
+            spawn_driver(dispatcher, *execution).await;
             Ok(())
         }
         Ok(ClaimOutcome::WaitingForThread) => {

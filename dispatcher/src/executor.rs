@@ -1041,6 +1041,7 @@ mod tests {
             assignment_generation: 2,
             repo: repo.map(str::to_owned),
             agents_md_override: agents_md_override.map(str::to_owned),
+            queue_receipt: None,
         }
     }
 

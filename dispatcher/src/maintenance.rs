@@ -26,11 +26,11 @@ pub async fn recover_expired_leases(dispatcher: &Arc<Dispatcher>) -> Result<usiz
     let mut recovered = 0;
     for expired in dispatch::expired_leases(&dispatcher.pool, BATCH).await? {
         if let Some(Ok(ClaimOutcome::Claimed(execution))) =
-            claim(dispatcher, &expired.execution_id).await
+            claim(dispatcher, &expired.execution_id, None).await
         {
             tracing::info!(execution_id = %expired.execution_id, thread_key = %expired.thread_key, "recovered an expired lease");
             recovered += 1;
-            spawn_driver(dispatcher, *execution, None).await;
+            spawn_driver(dispatcher, *execution).await;
         }
     }
     Ok(recovered)

@@ -137,7 +137,48 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
     stack.stop().await.unwrap();
 }
 
+async fn the_turn_queued_behind_a_reclaimed_one_starts_as_soon_as_it_ends(queue: QueueKind) {
+    let mut stack = Stack::start(StackOptions {
+        queue,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = stack.client();
+    let first = client
+        .turn("crash-next", "@sleep 3000\nfirst")
+        .await
+        .unwrap();
+    wait_for_harness_event(&stack, &first, "turn.started").await;
+    let second = client.execute_text("crash-next", "second").await.unwrap();
+
+    stack.dispatcher(0).sigkill();
+    stack.start_dispatcher().await.unwrap();
+    let first = client
+        .wait_terminal(&first, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
+    let second = client
+        .wait_terminal(&second, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(second["status"], "completed", "{second}");
+    assert_eq!(second["result_text"], "second");
+    let at = |value: &Value| chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap();
+    let waited = at(&second["started_at"]) - at(&first["completed_at"]);
+    // Before the dead dispatcher's queue message was adopted, the thread waited for it to
+    // time out (QUEUE_VISIBILITY_S, 120 s).
+    assert!(
+        waited < chrono::Duration::seconds(10),
+        "the next turn waited {waited} after the reclaimed one ended\n{}",
+        stack.logs()
+    );
+    stack.stop().await.unwrap();
+}
+
 on_both_queues!(
+    the_turn_queued_behind_a_reclaimed_one_starts_as_soon_as_it_ends,
     a_killed_dispatchers_running_turn_is_finished_exactly_once_by_the_next_one,
     a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost,
 );

@@ -491,7 +491,7 @@ mod tests {
             .unwrap();
         let id = created["execution_id"].as_str().unwrap();
         let second = std::time::Duration::from_secs(60);
-        let outcome = centaur_store::dispatch::claim(&pool, id, "w1", second, second, second)
+        let outcome = centaur_store::dispatch::claim(&pool, id, "w1", None, second, second, second)
             .await
             .unwrap();
         let centaur_store::dispatch::ClaimOutcome::Claimed(claimed) = outcome else {

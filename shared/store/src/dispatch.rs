@@ -32,6 +32,9 @@ pub struct ClaimedExecution {
     pub repo: Option<String>,
     /// The thread's `agents_md_override` from spawn, if any.
     pub agents_md_override: Option<String>,
+    /// The receipt of the queue message behind this claim: the claimer's own, or (for a
+    /// reclaim after a crash, which has none) the one the previous holder received.
+    pub queue_receipt: Option<String>,
 }
 
 impl ClaimedExecution {
@@ -67,10 +70,13 @@ fn secs(duration: Duration) -> f64 {
 
 /// Claims `execution_id` for `worker_id`: `queued|retry_wait`, or `running|cancel_requested`
 /// whose lease expired. Refused while an older execution of the same thread is unfinished.
+/// `receipt` is the queue message that woke this claim (`None` for a reclaim by the
+/// recovery loop, which then adopts the stored one).
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
     worker_id: &str,
+    receipt: Option<&str>,
     lease: Duration,
     silence: Duration,
     hard: Duration,
@@ -121,12 +127,14 @@ pub async fn claim(
              silence_deadline_at = now() + make_interval(secs => $4),
              hard_deadline_at = COALESCE(hard_deadline_at, now() + make_interval(secs => $5)),
              attempt = attempt + 1,
+             queue_receipt = COALESCE($6, queue_receipt),
              updated_at = now()
          WHERE execution_id = $1
            AND (status IN ('queued','retry_wait')
                 OR (status IN {ACTIVE} AND lease_expires_at < now()))
          RETURNING execution_id, thread_key, harness, status, attempt, sandbox_id, turn_sent_at,
-                   created_at, claimed_at, hard_deadline_at, delivery, assignment_generation)
+                   created_at, claimed_at, hard_deadline_at, delivery, assignment_generation,
+                   queue_receipt)
          SELECT c.*, a.repo, a.agents_md_override
          FROM claimed c
          LEFT JOIN runtime_assignments a
@@ -137,6 +145,7 @@ pub async fn claim(
     .bind(secs(lease))
     .bind(secs(silence))
     .bind(secs(hard))
+    .bind(receipt)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(claimed) = claimed else {
