@@ -133,7 +133,7 @@ async fn deliver(
             Err(err @ SlackApiError::Transient(_)) => {
                 return fail(err.to_string(), Retry::After(backoff(row.attempt_count))).await
             }
-            Err(err @ SlackApiError::Permanent(_)) => {
+            Err(err @ SlackApiError::Permanent { .. }) => {
                 return fail(err.to_string(), Retry::Never).await
             }
         }
