@@ -9,6 +9,7 @@ upstream 500, and the system prompt's three parts in the model request. Amp: its
 through the proxy with the real key, and an allowlist refusal is a quick start failure.
 Start failures: proxy down, CA untrusted, a clone that cannot work. The workspace: codex
 commits and pushes its branch to the Git server through the proxy."""
+import socket
 import subprocess
 import time
 
@@ -184,33 +185,37 @@ def test_amp_refused_by_the_allowlist_is_a_quick_start_failure(real_keys, upstre
     assert upstreams.amp.requests == []
 
 
-def test_a_proxy_that_is_down_fails_the_turn_at_once_naming_it(sandbox, upstreams):
-    import socket
+MODEL_HOSTS = {"codex": "api.openai.com", "claude-code": "api.anthropic.com", "pi-mono": "api.anthropic.com"}
 
+
+@pytest.mark.parametrize("harness", MODEL_HARNESSES)
+def test_a_proxy_that_is_down_fails_the_turn_at_once_naming_it(harness, sandbox, upstreams):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    box = sandbox("codex", proxy_url=dead)
+    box = sandbox(harness, proxy_url=dead)
     started = time.monotonic()
     events = box.turn("exe_down", "Reply with PONG.", timeout=30)
     assert time.monotonic() - started < 15
     message = start_failure(events)
-    assert message.startswith(f"reach api.openai.com through the egress proxy {dead}: the egress proxy is not reachable"), message
-    assert upstreams.openai.script.requests == []
+    expected = f"reach {MODEL_HOSTS[harness]} through the egress proxy {dead}: the egress proxy is not reachable"
+    assert message.startswith(expected), message
+    assert model(upstreams, harness).script.requests == []
 
 
-def test_an_untrusted_proxy_ca_fails_the_turn_at_once_naming_it(sandbox, upstreams, tmp_path):
+@pytest.mark.parametrize("harness", MODEL_HARNESSES)
+def test_an_untrusted_proxy_ca_fails_the_turn_at_once_naming_it(harness, sandbox, upstreams, tmp_path):
     other_ca = tmp_path / "other-ca.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "other-ca.key"),
                     "-out", str(other_ca), "-days", "1", "-subj", "/CN=not the proxy"], check=True, capture_output=True)
-    box = sandbox("claude-code", ca_file=other_ca)
+    box = sandbox(harness, ca_file=other_ca)
     started = time.monotonic()
     events = box.turn("exe_ca", "Reply with PONG.", timeout=30)
     assert time.monotonic() - started < 15
     message = start_failure(events)
-    assert message.startswith("reach api.anthropic.com through the egress proxy"), message
+    assert message.startswith(f"reach {MODEL_HOSTS[harness]} through the egress proxy"), message
     assert f"TLS: the proxy's certificate is not trusted (SSL_CERT_FILE={other_ca})" in message, message
-    assert upstreams.anthropic.script.requests == []
+    assert model(upstreams, harness).script.requests == []
 
 
 def test_codex_commits_and_pushes_its_branch_through_the_proxy_and_reuses_the_checkout(upstreams, sandbox):
