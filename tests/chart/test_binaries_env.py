@@ -33,8 +33,12 @@ def container_env(container):
 
 @pytest.mark.parametrize(
     "values",
-    [{}, {"dispatcher": {"queueBackend": "sqs", "sqsQueueUrl": "https://sqs.test/q.fifo", "awsRegion": "us-east-1"}}],
-    ids=["postgres-queue", "sqs-queue"],
+    [
+        {},
+        {"dispatcher": {"queueBackend": "sqs", "sqsQueueUrl": "https://sqs.test/q.fifo", "awsRegion": "us-east-1"}},
+        {"api": {"localOperator": False}},
+    ],
+    ids=["postgres-queue", "sqs-queue", "local-operator-off"],
 )
 @pytest.mark.parametrize("component", ["api", "dispatcher"])
 def test_binary_accepts_the_environment_the_chart_gives_it(binaries, values, component):

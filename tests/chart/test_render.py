@@ -96,3 +96,18 @@ def test_slack_values_reach_the_api_and_the_dispatcher():
         assert env["SLACK_API_URL"]["value"] == "https://slack.internal/api"
         assert env["SLACK_BOT_USER_ID"]["value"] == "UBOT"
         assert env["SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "centaur-infra-env"
+
+
+@pytest.mark.parametrize("local_operator, expected", [(None, "on"), (True, "on"), (False, "off")])
+def test_api_local_operator_value_reaches_the_api_as_local_operator(local_operator, expected):
+    values = {} if local_operator is None else {"api": {"localOperator": local_operator}}
+    manifests = render(values)
+    env = {e["name"]: e for e in containers(manifests["Deployment/centaur-centaur-api"])[0]["env"]}
+    assert env["LOCAL_OPERATOR"] == {"name": "LOCAL_OPERATOR", "value": expected}
+    notes = manifests["NOTES.txt"]
+    assert ("POST http://localhost:8000/admin/api-keys" in notes) is (expected == "on")
+
+
+def test_api_local_operator_must_be_a_boolean():
+    with pytest.raises(HelmError):
+        render({"api": {"localOperator": "off"}})

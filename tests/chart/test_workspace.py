@@ -58,10 +58,11 @@ def test_a_configured_repository_binds_github_token_in_iron_proxys_field_shape(s
         assert binding["replace"] == {"proxy_value": "GITHUB_TOKEN", "match_headers": ["Authorization"]}
         assert [set(rule) for rule in binding["rules"]] == [{"host"}]
         assert binding["source"]["type"] == SOURCE_TYPES[source]
-        assert binding["source"]["ttl"] == "15m", "a source without ttl is cached forever"
         if source == "env":
-            assert binding["source"]["var"] == "GITHUB_TOKEN"
+            # iron-proxy's env source reads type and var only.
+            assert binding["source"] == {"type": "env", "var": "GITHUB_TOKEN"}
         else:
+            assert binding["source"]["ttl"] == "15m", "a 1Password source without ttl is cached forever"
             assert binding["source"]["secret_ref"] == "op://${OP_VAULT}/GITHUB_TOKEN/credential"
     domains = transform(proxy_config(manifests), "allowlist")["domains"]
     assert GITHUB_HOSTS <= set(domains)
