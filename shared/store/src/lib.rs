@@ -12,11 +12,14 @@ pub mod harness_reports;
 pub mod history;
 pub mod messages;
 pub mod migrate;
+pub mod notices;
 pub mod outbox;
+pub mod progress;
 pub mod sessions;
 pub mod slack_events;
 pub mod start_retries;
 pub mod threads;
+pub mod wakeups;
 pub mod warm;
 
 pub use error::{StoreError, TurnError};

@@ -114,6 +114,16 @@ pub async fn post(
     Ok(responses)
 }
 
+/// True if the thread has any stored message (a Slack thread Centaur already took part in).
+pub async fn thread_has_messages(pool: &PgPool, thread_key: &str) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE thread_key = $1)")
+            .bind(thread_key)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// A stored message as `GET /agent/messages` lists it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct MessageView {

@@ -30,6 +30,12 @@ pub struct ClaimedDelivery {
     /// True when the row was taken over from a deliverer whose lease expired mid-send:
     /// what it posted may not be recorded yet.
     pub reclaimed: bool,
+    /// The `ts` of the thread's live status message, if one was posted while the turn ran:
+    /// the answer replaces it (its first chunk is a `chat.update` of this message).
+    pub status_ts: Option<String>,
+    /// A progress updater set out to post the status message but did not record its `ts`
+    /// (it died in between): look for it in the thread before posting the answer.
+    pub status_posting: bool,
 }
 
 /// What the deliverer wants done after a failed attempt.
@@ -52,7 +58,8 @@ pub enum FailedOutcome {
 }
 
 /// Claims up to `limit` due rows (pending and due, or sending with an expired lease),
-/// optionally only for one `platform`.
+/// optionally only for one `platform`. A row whose status message is being updated (a live
+/// progress lease) waits for that update, so the answer always lands last.
 pub async fn claim(
     pool: &PgPool,
     owner: &str,
@@ -66,6 +73,7 @@ pub async fn claim(
              WHERE ((state = 'pending' AND next_attempt_at <= now())
                     OR (state = 'sending' AND lease_expires_at < now()))
                AND ($3::text IS NULL OR delivery->>'platform' = $3)
+               AND (progress_owner IS NULL OR progress_lease_expires_at < now())
              ORDER BY next_attempt_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
@@ -74,7 +82,8 @@ pub async fn claim(
              lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
          FROM due WHERE o.execution_id = due.execution_id
          RETURNING o.execution_id, o.thread_key, o.delivery, o.payload, o.attempt_count,
-                   o.delivered_chunks, o.lease_expires_at, due.previous_state = 'sending' AS reclaimed",
+                   o.delivered_chunks, o.lease_expires_at, due.previous_state = 'sending' AS reclaimed,
+                   o.status_ts, o.status_posting_at IS NOT NULL AS status_posting",
     )
     .bind(owner)
     .bind(limit)
