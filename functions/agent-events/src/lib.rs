@@ -1,6 +1,8 @@
 //! `agent-events`: `GET /agent/threads/{thread_key}/events` streams a thread's events as
-//! Server-Sent Events, resumable with `after_event_id` or `Last-Event-ID`. With
-//! `execution_id` the stream ends after that execution's terminal state.
+//! Server-Sent Events, resumable with `after_event_id` or `Last-Event-ID` (both a
+//! `thread_seq`: the SSE `id` of the last event seen). With `execution_id` the stream ends
+//! after that execution's terminal state. Streams are pushed: a stream re-reads the table
+//! when the process's LISTEN connection says its thread has news.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -11,6 +13,7 @@ use centaur_auth::Scope;
 use centaur_core::api::{EventView, Route};
 use centaur_core::ExecutionStatus;
 use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
+use centaur_store::wakeups::{wait_for_thread, Wakeup};
 use futures::stream::{self, Stream};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -22,8 +25,9 @@ pub const ROUTES: &[Route] = &[Route {
     path: "/agent/threads/{thread_key}/events",
 }];
 
-/// How often the table is polled for new events.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest a quiet stream waits before re-reading anyway (a missed notification
+/// costs at most this much delay).
+pub const REREAD_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 /// Keep-alive comment interval.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const PAGE: i64 = 500;
@@ -46,6 +50,7 @@ fn is_terminal_state(event: &EventView) -> bool {
 
 struct Cursor {
     state: AppState,
+    wakeups: tokio::sync::broadcast::Receiver<Wakeup>,
     thread_key: String,
     execution_id: Option<String>,
     after: i64,
@@ -55,7 +60,7 @@ struct Cursor {
 
 fn sse_event(event: &EventView) -> Event {
     Event::default()
-        .id(event.event_id.to_string())
+        .id(event.thread_seq.to_string())
         .event(event.event_kind.clone())
         .data(event.event_json.to_string())
 }
@@ -82,13 +87,25 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
         .await;
         match page {
             Ok(page) if !page.is_empty() => {
-                cursor.after = page.last().map_or(cursor.after, |e| e.event_id);
+                cursor.after = page.last().map_or(cursor.after, |e| e.thread_seq);
                 cursor.buffered.extend(page);
             }
-            Ok(_) => tokio::time::sleep(POLL_INTERVAL).await,
+            Ok(_) => {
+                wait_for_thread(
+                    &mut cursor.wakeups,
+                    &cursor.thread_key,
+                    REREAD_AT_LEAST_EVERY,
+                )
+                .await
+            }
             Err(err) => {
                 tracing::warn!(%err, "event stream query failed; retrying");
-                tokio::time::sleep(POLL_INTERVAL).await;
+                wait_for_thread(
+                    &mut cursor.wakeups,
+                    &cursor.thread_key,
+                    REREAD_AT_LEAST_EVERY,
+                )
+                .await
             }
         }
     }
@@ -126,8 +143,10 @@ async fn events(
                 .to_string(),
         ),
     };
+    let wakeups = state.event_wakeups.subscribe(&state.pool).await;
     let cursor = Cursor {
         state,
+        wakeups,
         thread_key: thread_key.to_string(),
         execution_id,
         after: query.after_event_id.or(last_event_id).unwrap_or(0),
@@ -194,7 +213,7 @@ mod tests {
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn a_stream_resumes_after_the_given_event_id(pool: PgPool) {
         seed(&pool).await;
-        let first: i64 = sqlx::query_scalar("SELECT min(event_id) FROM execution_events")
+        let first: i64 = sqlx::query_scalar("SELECT min(thread_seq) FROM execution_events")
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -154,6 +154,8 @@ pub struct ExecuteResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventView {
     pub event_id: i64,
+    /// The event's place in its thread: gap-free, in commit order (the SSE `id`).
+    pub thread_seq: i64,
     pub event_kind: String,
     pub event_json: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,

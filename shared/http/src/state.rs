@@ -3,6 +3,7 @@
 use centaur_auth::api_key;
 use centaur_config::{ApiConfig, ConfigError, Env};
 use centaur_queue::{PostgresQueue, Queue};
+use centaur_store::wakeups::EventWakeups;
 use centaur_store::{api_keys, PgPool, StoreError};
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub enum StartupError {
 pub struct AppState {
     pub pool: PgPool,
     pub queue: Arc<dyn Queue>,
+    /// Wakes event streams when their thread gets an event (one listener per process).
+    pub event_wakeups: EventWakeups,
     pub config: Arc<ApiConfig>,
 }
 
@@ -52,6 +55,7 @@ impl AppState {
         let state = Self {
             pool,
             queue,
+            event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
         };
         state.bootstrap_keys().await?;
@@ -63,6 +67,7 @@ impl AppState {
         Self {
             queue: Arc::new(PostgresQueue::new(pool.clone())),
             pool,
+            event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
         }
     }

@@ -1,9 +1,14 @@
-//! The event trail: `execution_events`, appended by the API and the dispatcher.
+//! The event trail: `execution_events`, appended by the API and the dispatcher. Every
+//! insert gets its `thread_seq` (gap-free per thread, in commit order) and notifies
+//! [`CHANNEL`] from a trigger (migration 0007), whatever statement inserts it.
 
 use crate::StoreError;
 use centaur_core::api::EventView;
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
+
+/// The LISTEN/NOTIFY channel an insert notifies, with the thread key as payload.
+pub const CHANNEL: &str = "centaur_events";
 
 /// Event kinds (the `event_kind` CHECK constraint lists the same names).
 pub mod kinds {
@@ -68,6 +73,7 @@ pub async fn append_batch<'e>(
 #[derive(sqlx::FromRow)]
 struct EventRow {
     event_id: i64,
+    thread_seq: i64,
     event_kind: String,
     event_json: Value,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -77,6 +83,7 @@ impl From<EventRow> for EventView {
     fn from(row: EventRow) -> Self {
         EventView {
             event_id: row.event_id,
+            thread_seq: row.thread_seq,
             event_kind: row.event_kind,
             event_json: row.event_json,
             created_at: row.created_at,
@@ -90,8 +97,8 @@ pub async fn for_execution(
     execution_id: &str,
 ) -> Result<Vec<EventView>, StoreError> {
     let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT event_id, event_kind, event_json, created_at FROM execution_events
-         WHERE execution_id = $1 ORDER BY event_id",
+        "SELECT event_id, thread_seq, event_kind, event_json, created_at FROM execution_events
+         WHERE execution_id = $1 ORDER BY thread_seq",
     )
     .bind(execution_id)
     .fetch_all(pool)
@@ -99,25 +106,127 @@ pub async fn for_execution(
     Ok(rows.into_iter().map(EventView::from).collect())
 }
 
-/// Events of a thread after `after_event_id` (optionally only one execution's), oldest
-/// first, at most `limit`.
+/// Events of a thread whose `thread_seq` is after `after_seq` (optionally only one
+/// execution's), oldest first, at most `limit`. A follower that passes the last
+/// `thread_seq` it saw never skips an event, however late it committed.
 pub async fn for_thread_after(
     pool: &PgPool,
     thread_key: &str,
-    after_event_id: i64,
+    after_seq: i64,
     execution_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<EventView>, StoreError> {
     let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT event_id, event_kind, event_json, created_at FROM execution_events
-         WHERE thread_key = $1 AND event_id > $2 AND ($3::text IS NULL OR execution_id = $3)
-         ORDER BY event_id LIMIT $4",
+        "SELECT event_id, thread_seq, event_kind, event_json, created_at FROM execution_events
+         WHERE thread_key = $1 AND thread_seq > $2 AND ($3::text IS NULL OR execution_id = $3)
+         ORDER BY thread_seq LIMIT $4",
     )
     .bind(thread_key)
-    .bind(after_event_id)
+    .bind(after_seq)
     .bind(execution_id)
     .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(EventView::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// True once some backend waits on a lock (the second writer is queued behind the first).
+    async fn a_writer_is_waiting_on_a_lock(pool: &PgPool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                WHERE wait_event_type = 'Lock' AND datname = current_database())",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting || std::time::Instant::now() > deadline {
+                return waiting;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn an_event_that_commits_late_is_never_skipped_by_a_follower(pool: PgPool) {
+        let mut slow = pool.begin().await.expect("tx");
+        append(&mut *slow, "t1", None, kinds::MESSAGE, &json!({"n": 1}))
+            .await
+            .expect("first");
+        let fast_pool = pool.clone();
+        let fast = tokio::spawn(async move {
+            append(&fast_pool, "t1", None, kinds::MESSAGE, &json!({"n": 2}))
+                .await
+                .expect("second")
+        });
+        assert!(a_writer_is_waiting_on_a_lock(&pool).await);
+        let seen = for_thread_after(&pool, "t1", 0, None, 100)
+            .await
+            .expect("read");
+        assert!(
+            seen.is_empty(),
+            "nothing is visible before the first commits: {seen:?}"
+        );
+        slow.commit().await.expect("commit");
+        fast.await.expect("joined");
+        let seen = for_thread_after(&pool, "t1", 0, None, 100)
+            .await
+            .expect("read");
+        let order: Vec<(i64, i64)> = seen
+            .iter()
+            .map(|e| (e.thread_seq, e.event_json["n"].as_i64().unwrap_or(0)))
+            .collect();
+        assert_eq!(order, [(1, 1), (2, 2)]);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_follower_of_concurrent_writers_sees_every_event_once_in_order(pool: PgPool) {
+        const WRITERS: i64 = 8;
+        const EACH: i64 = 25;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for n in 0..EACH {
+                        let mut tx = pool.begin().await.expect("tx");
+                        for part in 0..2 {
+                            let event = json!({"writer": writer, "n": n, "part": part});
+                            append(&mut *tx, "t1", None, kinds::MESSAGE, &event)
+                                .await
+                                .expect("append");
+                        }
+                        tx.commit().await.expect("commit");
+                    }
+                })
+            })
+            .collect();
+        let mut after = 0;
+        let mut seen = Vec::new();
+        let total = WRITERS * EACH * 2;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while (seen.len() as i64) < total && std::time::Instant::now() < deadline {
+            for event in for_thread_after(&pool, "t1", after, None, 50)
+                .await
+                .expect("read")
+            {
+                after = event.thread_seq;
+                seen.push(event.thread_seq);
+            }
+        }
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        assert_eq!(
+            seen,
+            (1..=total).collect::<Vec<_>>(),
+            "every event once, in order"
+        );
+    }
 }
