@@ -62,6 +62,9 @@ fn uid_of(pid: u32) -> String {
         .to_owned()
 }
 
+/// From inside a sandbox: ask the API for an admin key over loopback, with no key.
+const ADMIN_KEY_WITHOUT_A_KEY: &str = "curl -s -o /dev/null -w '%{http_code}' -X POST \"$CENTAUR_API_URL/admin/api-keys\" -H 'Content-Type: application/json' -d '{\"name\":\"mine\",\"scopes\":[\"admin\"]}'";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_sandbox_cannot_read_the_control_planes_secrets() {
     let env_canary = format!("env-canary-{}", std::process::id());
@@ -95,6 +98,7 @@ async fn a_local_sandbox_cannot_read_the_control_planes_secrets() {
         format!("cat /proc/{api_pid}/environ"),
         format!("cat {}", secrets_file.display()),
         "env".to_owned(),
+        ADMIN_KEY_WITHOUT_A_KEY.to_owned(),
     ];
     let text = probes
         .iter()
@@ -131,6 +135,16 @@ async fn a_local_sandbox_cannot_read_the_control_planes_secrets() {
             namespace.trim(),
             dispatcher_namespace.display().to_string(),
             "same PID namespace as the dispatcher"
+        );
+    }
+
+    if running_as_root() {
+        // Loopback without a key is the local operator only for the operator's own user.
+        let (_, status) = result(ADMIN_KEY_WITHOUT_A_KEY);
+        assert_eq!(
+            status.trim(),
+            "401",
+            "a sandbox acted as the local operator"
         );
     }
 

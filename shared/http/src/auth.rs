@@ -70,6 +70,28 @@ pub fn is_local_operator(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool 
             .all(|name| !is_forwarding_header(name.as_str()))
 }
 
+/// The uid owning the client end of a loopback TCP connection whose client address is
+/// `peer` (read from `/proc/net/tcp` and `tcp6`); `None` if it cannot be found.
+pub fn loopback_peer_uid(peer: SocketAddr) -> Option<u32> {
+    let v4 = procfs::net::tcp().ok().into_iter().flatten();
+    let v6 = procfs::net::tcp6().ok().into_iter().flatten();
+    v4.chain(v6)
+        .find(|entry| entry.local_address == peer)
+        .map(|entry| entry.uid)
+}
+
+/// True if the process on the other end of a loopback connection runs as this process's
+/// user or as root. Local sandboxes run as another user, so a sandbox calling the API
+/// over loopback without a key is not the operator.
+fn is_operator_user(peer: SocketAddr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
+    match (loopback_peer_uid(peer), own) {
+        (Some(caller), Some(own)) => caller == own || caller == 0,
+        _ => false,
+    }
+}
+
 impl Principal {
     /// Authenticates a request from its headers and peer address.
     pub async fn authenticate(
@@ -78,7 +100,10 @@ impl Principal {
         peer: Option<SocketAddr>,
     ) -> Result<Self, ApiError> {
         let Some(token) = credential(headers).filter(|token| !token.is_empty()) else {
-            if state.config.auth.local_operator && is_local_operator(peer, headers) {
+            if state.config.auth.local_operator
+                && is_local_operator(peer, headers)
+                && peer.is_some_and(is_operator_user)
+            {
                 return Ok(Principal::LocalOperator);
             }
             return Err(ApiError::Unauthorized("Missing API key".into()));
@@ -274,6 +299,25 @@ mod tests {
         plain.insert("user-agent", HeaderValue::from_static("curl/8"));
         plain.insert("content-type", HeaderValue::from_static("application/json"));
         assert!(is_local_operator(loopback(), &plain));
+    }
+
+    #[tokio::test]
+    async fn a_loopback_connection_is_traced_to_the_user_that_opened_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_server_side, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        use std::os::unix::fs::MetadataExt;
+        let own = std::fs::metadata("/proc/self").unwrap().uid();
+        assert_eq!(loopback_peer_uid(peer), Some(own));
+        assert!(is_operator_user(peer));
+        let nobody_there = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(
+            !is_operator_user(nobody_there),
+            "an untraceable peer is not the operator"
+        );
     }
 
     #[test]

@@ -61,9 +61,45 @@ pub enum Caller {
     Anonymous,
 }
 
+/// A real loopback TCP connection opened by this process: requests sent as
+/// [`Caller::LocalOperator`] carry its client address, which `/proc/net/tcp` traces to this
+/// process's user, as the API's local-operator rule requires.
+struct OperatorConnection {
+    client: std::net::TcpStream,
+    _server: std::net::TcpStream,
+    _listener: std::net::TcpListener,
+}
+
+impl OperatorConnection {
+    fn open() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|err| panic!("bind a loopback port: {err}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("listener address: {err}"));
+        let client = std::net::TcpStream::connect(address)
+            .unwrap_or_else(|err| panic!("connect over loopback: {err}"));
+        let (server, _) = listener
+            .accept()
+            .unwrap_or_else(|err| panic!("accept over loopback: {err}"));
+        Self {
+            client,
+            _server: server,
+            _listener: listener,
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.client
+            .local_addr()
+            .unwrap_or_else(|err| panic!("client address: {err}"))
+    }
+}
+
 /// Drives a router in-process.
 pub struct TestClient {
     router: Router,
+    operator: OperatorConnection,
 }
 
 impl TestClient {
@@ -71,6 +107,7 @@ impl TestClient {
     pub fn new(routes: Router) -> Self {
         Self {
             router: app(routes),
+            operator: OperatorConnection::open(),
         }
     }
 
@@ -105,7 +142,7 @@ impl TestClient {
             builder = builder.header(*name, *value);
         }
         let peer = match caller {
-            Caller::LocalOperator => SocketAddr::from(([127, 0, 0, 1], 50000)),
+            Caller::LocalOperator => self.operator.peer(),
             Caller::Key(key) => {
                 builder = builder.header("x-api-key", key);
                 SocketAddr::from(([10, 0, 0, 9], 50000))
