@@ -8,6 +8,7 @@ pub mod execution;
 pub mod harness;
 pub mod ids;
 pub mod repo;
+pub mod turn;
 
 pub use execution::{ExecutionStatus, TerminalReason};
 pub use harness::Harness;
