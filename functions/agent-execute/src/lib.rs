@@ -8,9 +8,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use centaur_core::api::{ExecuteRequest, Route};
 use centaur_core::canonical::request_hash;
-use centaur_http::{require, validate, ApiError, ApiJson, AppState, Authorized};
-use centaur_queue::QueueMessage;
-use centaur_store::executions::{self, NewExecution};
+use centaur_http::{require, turn, validate, ApiError, ApiJson, AppState, Authorized};
+use centaur_store::executions::NewExecution;
 use centaur_store::messages::NewMessage;
 use serde_json::{json, Value};
 
@@ -89,25 +88,7 @@ async fn execute(
         request.repo.as_deref(),
         request.agents_md_override.as_deref(),
     )?;
-    let (response, created) = executions::create_in_workspace(
-        &state.pool,
-        &new,
-        state.config.sandbox.default_harness.as_str(),
-        &workspace,
-    )
-    .await?;
-    if created {
-        let message = QueueMessage {
-            execution_id: response["execution_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            thread_key: thread_key.to_string(),
-        };
-        if let Err(err) = state.queue.send(&message).await {
-            tracing::warn!(%err, execution_id = %message.execution_id, "queue send failed; the sweep will re-send");
-        }
-    }
+    let (response, _created) = turn::execute(&state, &new, &workspace).await?;
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 

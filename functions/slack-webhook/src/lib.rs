@@ -1,25 +1,33 @@
 //! `slack-webhook`: Slack's Events API in. Verifies the v0 signature on the raw body,
-//! answers `url_verification`, normalises `app_mention` and `message` events, dedupes them
-//! durably (`slack_events`), and hands each new message to the API over HTTP as the
-//! Slackbot (spawn → message → execute with Slack delivery). No API key is needed here: the
-//! signature is the authentication.
+//! answers `url_verification`, normalises `app_mention` and `message` events, refuses
+//! authors outside `SLACK_ALLOWED_TEAMS` (Slack Connect guests) and bots outside
+//! `SLACK_ALLOWED_BOTS`, dedupes durably (`slack_events`), reads a thread's earlier messages
+//! when the bot is first mentioned inside it, and starts the turn **in process** with the
+//! same turn logic as `POST /agent/execute` ([`handoff`]) — no HTTP call to its own API. A
+//! refused turn gets a short reply in its thread (a `slack_notices` row the dispatcher
+//! posts). No API key is needed here: the signature is the authentication. (An external
+//! Slackbot may still drive the HTTP API with `SLACKBOT_API_KEY`.)
 
-pub mod api_client;
+pub mod handoff;
 
-use api_client::{ApiClient, HandoffError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use centaur_config::slack::SlackAccessConfig;
 use centaur_core::api::Route;
 use centaur_http::AppState;
-use centaur_slack::event::{self, SlackRequest};
-use centaur_slack::{signature, IncomingMessage};
-use centaur_store::slack_events;
+use centaur_slack::event::{self, Identity, SlackRequest};
+use centaur_slack::{context, signature, IncomingMessage, SlackClient};
+use centaur_store::notices::{self, NewNotice};
+use centaur_store::{messages, slack_events};
+use handoff::Outcome;
 use serde_json::json;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The webhook path and Slack's compatibility paths, all served by one handler.
 pub const PATHS: [&str; 5] = [
@@ -54,6 +62,12 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// The longest the webhook spends reading a thread's earlier messages (Slack wants its
+/// answer within 3 s); past it the turn starts without them.
+pub const CONTEXT_BUDGET: Duration = Duration::from_millis(1500);
+/// Pages of `conversations.replies` read at most for a thread's context.
+const CONTEXT_PAGES: usize = 5;
+
 fn slack_error(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({"ok": false, "error": error}))).into_response()
 }
@@ -85,11 +99,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response 
         tracing::warn!(error = err.code(), "refused a Slack request");
         return slack_error(StatusCode::UNAUTHORIZED, err.code());
     }
-    let request = match event::parse(
-        header(headers, "content-type"),
-        body,
-        config.slack_bot_user_id.as_deref(),
-    ) {
+    let identity = Identity {
+        bot_user_id: config.slack_bot_user_id.as_deref(),
+        allowed_bots: &config.slack_access.allowed_bots,
+    };
+    let request = match event::parse(header(headers, "content-type"), body, identity) {
         Ok(request) => request,
         Err(err) => {
             tracing::warn!(error = %err, "unparseable Slack payload");
@@ -112,38 +126,116 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response 
                 event_id = message.event_id.as_deref().unwrap_or(""),
                 thread_key = %message.thread_key, retry = %retry);
             let _guard = span.enter();
-            let api_url = api_url(state, headers);
-            accept(state, &api_url, &message).await
+            if let Err(reason) = team_allowed(&config.slack_access, &message) {
+                tracing::warn!(
+                    reason,
+                    team_id = %message.team_id,
+                    author_team = %message.author_team,
+                    user = message.user_id.as_deref().unwrap_or(""),
+                    "Slack event from outside the allowed teams ignored"
+                );
+                return Json(json!({"ok": true, "ignored": reason})).into_response();
+            }
+            accept(state, &message).await
         }
     }
 }
 
-/// Where turns are handed to: `CENTAUR_API_URL`; on Lambda without it, the API Gateway
-/// host this request came in on; else the local API (`http://127.0.0.1:8000`).
-fn api_url(state: &AppState, headers: &HeaderMap) -> String {
-    let config = &state.config;
-    if let Some(url) = &config.api_url {
-        return url.clone();
+/// Whether the event's workspace and its author's workspace may start turns: listed in
+/// `SLACK_ALLOWED_TEAMS` (by team or enterprise id), or — without the list — the workspace
+/// the event came from. A Slack Connect guest (an author from another organisation) is
+/// refused either way.
+pub fn team_allowed(
+    access: &SlackAccessConfig,
+    message: &IncomingMessage,
+) -> Result<(), &'static str> {
+    let listed = |id: &str| access.allowed_teams.iter().any(|allowed| allowed == id);
+    let enterprise_listed = message.enterprise_id.as_deref().is_some_and(listed);
+    if access.allowed_teams.is_empty() {
+        let same_org = message.author_team == message.team_id
+            || (message.enterprise_id.is_some() && !message.external_channel);
+        return if same_org {
+            Ok(())
+        } else {
+            Err("external_user")
+        };
     }
-    match header(headers, "host") {
-        Some(host) if config.on_lambda => format!("https://{host}"),
-        _ => config.sandbox.api_url.clone(),
+    if !listed(&message.team_id) && !enterprise_listed {
+        return Err("team_not_allowed");
+    }
+    if listed(&message.author_team) || (enterprise_listed && !message.external_channel) {
+        Ok(())
+    } else {
+        Err("external_user")
     }
 }
 
-/// Dedupes and hands the message to the API. The dedupe keys are recorded first and
-/// completed once the API has the turn (or refused it for good); if the API cannot be
-/// reached they are released and Slack is told to retry (503). A retry arriving while the
-/// first delivery is in flight is a duplicate. The API calls are idempotent per Slack
-/// message as well (message id = execute id), so even a lost dedupe row cannot make two
-/// turns.
-async fn accept(state: &AppState, api_url: &str, message: &IncomingMessage) -> Response {
-    let Some(api_key) = state.config.auth.slackbot_api_key.as_deref() else {
-        return slack_error(StatusCode::SERVICE_UNAVAILABLE, "slack_not_configured");
+/// The Web API client for thread context: one per token and URL for the process (and its
+/// connection pool), built at first use.
+fn context_client(access: &SlackAccessConfig) -> Option<SlackClient> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(String, String), SlackClient>>> = OnceLock::new();
+    let (token, url) = access.web_api.as_ref()?;
+    let mut clients = CLIENTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Some(
+        clients
+            .entry((token.clone(), url.clone()))
+            .or_insert_with(|| SlackClient::with_timeout(url, token, Duration::from_millis(1000)))
+            .clone(),
+    )
+}
+
+/// The thread's earlier messages, when the bot is first mentioned inside an existing
+/// thread; `None` otherwise, or when Slack cannot be read within [`CONTEXT_BUDGET`].
+async fn thread_context(
+    state: &AppState,
+    message: &IncomingMessage,
+) -> Result<Option<String>, centaur_store::StoreError> {
+    if !message.in_existing_thread()
+        || messages::thread_has_messages(&state.pool, &message.thread_key).await?
+    {
+        return Ok(None);
+    }
+    let Some(client) = context_client(&state.config.slack_access) else {
+        tracing::warn!(
+            "SLACK_BOT_TOKEN unset: the turn starts without the thread's earlier messages"
+        );
+        return Ok(None);
     };
+    let read = client.thread(&message.channel, &message.thread_ts, CONTEXT_PAGES);
+    match tokio::time::timeout(CONTEXT_BUDGET, read).await {
+        Ok(Ok(thread)) => Ok(context::thread_context(
+            &thread,
+            &message.ts,
+            message.bot_user_id.as_deref(),
+        )),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not read the thread's earlier messages");
+            Ok(None)
+        }
+        Err(_) => {
+            tracing::warn!("reading the thread's earlier messages took too long");
+            Ok(None)
+        }
+    }
+}
+
+/// The reply a refused turn gets.
+fn refusal_text(reason: &str, code: &str) -> String {
+    format!("I didn't start this run: {reason}. ({code})")
+}
+
+/// Dedupes and starts the turn. The dedupe keys are recorded first and completed once the
+/// turn is stored (or refused for good, its reply recorded); if the database cannot be
+/// reached they are released and Slack is told to retry (503). A retry arriving while the
+/// first delivery is in flight is a duplicate. The turn itself is idempotent per Slack
+/// message as well (message id = execute id), so even a lost dedupe row cannot make two.
+async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
     let unavailable = |err: &dyn std::fmt::Display| {
         tracing::error!(error = %err, "Slack event not accepted; Slack will retry");
-        slack_error(StatusCode::SERVICE_UNAVAILABLE, "api_unavailable")
+        slack_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
     };
     let keys = &message.dedupe_keys;
     match slack_events::record_new(&state.pool, keys).await {
@@ -154,28 +246,43 @@ async fn accept(state: &AppState, api_url: &str, message: &IncomingMessage) -> R
         }
         Err(err) => return unavailable(&err),
     }
-    let client = ApiClient::new(api_url, api_key);
-    let outcome = client.run_turn(message).await;
-    if let Err(HandoffError::Unavailable(detail)) = &outcome {
+    let release = || async {
         if let Err(err) = slack_events::release(&state.pool, keys).await {
             tracing::warn!(error = %err, "could not release dedupe keys; a retry may wait for the takeover window");
         }
-        return unavailable(detail);
-    }
+    };
+    let outcome = match thread_context(state, message).await {
+        Ok(context) => handoff::run_turn(state, message, context).await,
+        Err(err) => Outcome::Unavailable(err.to_string()),
+    };
+    let answer = match outcome {
+        Outcome::Unavailable(detail) => {
+            release().await;
+            return unavailable(&detail);
+        }
+        Outcome::Queued { execution_id } => {
+            tracing::info!(execution_id, "Slack message queued as a turn");
+            json!({"ok": true, "execution_id": execution_id})
+        }
+        Outcome::Refused { code, reason } => {
+            tracing::warn!(code, reason, "Slack turn refused; the thread is told why");
+            let notice = NewNotice {
+                notice_id: message.message_id.clone(),
+                thread_key: message.thread_key.clone(),
+                delivery: handoff::delivery(message),
+                text: refusal_text(&reason, code),
+            };
+            if let Err(err) = notices::create(&state.pool, &notice).await {
+                release().await;
+                return unavailable(&err);
+            }
+            json!({"ok": true, "accepted": false, "error": code, "message": reason})
+        }
+    };
     if let Err(err) = slack_events::complete(&state.pool, keys).await {
         tracing::warn!(error = %err, "could not complete dedupe keys");
     }
-    match outcome {
-        Ok(execution_id) => {
-            tracing::info!(execution_id, "Slack message queued as a turn");
-            Json(json!({"ok": true, "execution_id": execution_id})).into_response()
-        }
-        Err(refused) => {
-            tracing::error!(error = %refused, "Slack event refused by the API; not retried");
-            Json(json!({"ok": true, "accepted": false, "error": refused.to_string()}))
-                .into_response()
-        }
-    }
+    Json(answer).into_response()
 }
 
 /// The function's router.

@@ -2,6 +2,7 @@
 
 use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxConfig};
 use crate::env::{ConfigError, Env};
+use crate::slack::SlackAccessConfig;
 use crate::workspace::WorkspaceConfig;
 
 /// Everything the API functions read from the environment.
@@ -22,10 +23,9 @@ pub struct ApiConfig {
     pub slack_signing_secret: Option<String>,
     /// `SLACK_BOT_USER_ID`: the bot's user id, when payloads carry no `authorizations`.
     pub slack_bot_user_id: Option<String>,
-    /// `CENTAUR_API_URL` as set (no default): where the Slack webhook hands turns to.
-    pub api_url: Option<String>,
-    /// `AWS_LAMBDA_RUNTIME_API` is set: running on Lambda.
-    pub on_lambda: bool,
+    /// `SLACK_ALLOWED_TEAMS`, `SLACK_ALLOWED_BOTS`, and the Web API the webhook reads a
+    /// thread's earlier messages with.
+    pub slack_access: SlackAccessConfig,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -39,6 +39,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("iron_proxy_bound_secrets", &self.iron_proxy_bound_secrets)
             .field("slack_configured", &self.slack_configured)
             .field("slack_bot_user_id", &self.slack_bot_user_id)
+            .field("slack_access", &self.slack_access)
             .finish_non_exhaustive()
     }
 }
@@ -65,8 +66,7 @@ impl ApiConfig {
                 && env.optional("SLACK_SIGNING_SECRET").is_some(),
             slack_signing_secret: env.optional("SLACK_SIGNING_SECRET"),
             slack_bot_user_id: env.optional("SLACK_BOT_USER_ID"),
-            api_url: env.optional("CENTAUR_API_URL"),
-            on_lambda: env.optional("AWS_LAMBDA_RUNTIME_API").is_some(),
+            slack_access: SlackAccessConfig::from_env(env)?,
         })
     }
 }

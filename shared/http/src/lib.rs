@@ -10,6 +10,7 @@ pub mod serve;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod turn;
 pub mod validate;
 
 pub use app::app;

@@ -20,6 +20,16 @@ pub enum SlackRequest {
 pub struct IncomingMessage {
     /// Slack's `event_id`, for logs.
     pub event_id: Option<String>,
+    /// The Enterprise Grid organisation the event came through (`enterprise_id`), if any.
+    pub enterprise_id: Option<String>,
+    /// The author's own workspace (`event.user_team`, else `event.team`, else `team_id`):
+    /// another organisation's id for a Slack Connect guest.
+    pub author_team: String,
+    /// The event happened in a channel shared with another organisation
+    /// (`is_ext_shared_channel`).
+    pub external_channel: bool,
+    /// The bot's own user id (from `authorizations`, else `SLACK_BOT_USER_ID`).
+    pub bot_user_id: Option<String>,
     /// Keys recorded in `slack_events`; the request is a duplicate if any is already there.
     /// `message:<team>:<channel>:<ts>` makes an `app_mention` and the `message` event for
     /// the same Slack message one turn.
@@ -48,12 +58,20 @@ pub struct IncomingMessage {
 #[error("invalid_slack_payload: {0}")]
 pub struct PayloadError(pub String);
 
-/// Parses a request body whose signature was verified. `bot_user_id` is the fallback when
-/// the payload carries no `authorizations`.
+/// Who the bot is and which other bots may start turns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity<'a> {
+    /// The bot's user id, when the payload carries no `authorizations`.
+    pub bot_user_id: Option<&'a str>,
+    /// Bot user ids or bot ids (`SLACK_ALLOWED_BOTS`) whose messages count.
+    pub allowed_bots: &'a [String],
+}
+
+/// Parses a request body whose signature was verified.
 pub fn parse(
     content_type: Option<&str>,
     body: &[u8],
-    bot_user_id: Option<&str>,
+    identity: Identity<'_>,
 ) -> Result<SlackRequest, PayloadError> {
     let starts_like_json = body
         .iter()
@@ -74,7 +92,7 @@ pub fn parse(
                 challenge: challenge.to_owned(),
             })
             .ok_or_else(|| PayloadError("url_verification without a challenge".into())),
-        Some("event_callback") => Ok(normalise(&payload, bot_user_id)),
+        Some("event_callback") => Ok(normalise(&payload, identity)),
         Some(_) => Ok(SlackRequest::Ignored {
             reason: "unhandled_payload_type",
         }),
@@ -100,31 +118,46 @@ fn parse_form(body: &[u8]) -> Result<SlackRequest, PayloadError> {
     Err(PayloadError("form body without payload or command".into()))
 }
 
-fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
+fn normalise(payload: &Value, identity: Identity<'_>) -> SlackRequest {
     let ignored = |reason| SlackRequest::Ignored { reason };
     let event = &payload["event"];
+    if !event.is_object() {
+        return ignored("no_event");
+    }
     let kind = event["type"].as_str().unwrap_or_default();
     if kind != "app_mention" && kind != "message" {
         return ignored("event_type");
     }
-    if let Some(subtype) = event["subtype"].as_str() {
-        if subtype != "file_share" {
-            return ignored("subtype");
-        }
-    }
     let bot_user = payload["authorizations"]
         .as_array()
         .and_then(|all| all.iter().find_map(|a| a["user_id"].as_str()))
-        .or(configured_bot);
-    if event.get("bot_id").is_some_and(|b| !b.is_null()) || event["bot_profile"].is_object() {
-        return ignored("bot_message");
+        .or(identity.bot_user_id);
+    let bot_id = event["bot_id"]
+        .as_str()
+        .or_else(|| event["bot_profile"]["id"].as_str());
+    let from_bot = bot_id.is_some() || event["bot_profile"].is_object();
+    if let Some(subtype) = event["subtype"].as_str() {
+        let bot_post = subtype == "bot_message" && from_bot;
+        if subtype != "file_share" && !bot_post {
+            return ignored("subtype");
+        }
     }
-    let Some(user) = event["user"].as_str() else {
-        return ignored("no_user");
-    };
-    if Some(user) == bot_user {
+    let user = event["user"].as_str();
+    if user.is_some() && user == bot_user {
         return ignored("own_message");
     }
+    if from_bot {
+        let allowed = identity
+            .allowed_bots
+            .iter()
+            .any(|allowed| Some(allowed.as_str()) == bot_id || Some(allowed.as_str()) == user);
+        if !allowed {
+            return ignored("bot_not_allowed");
+        }
+    }
+    let Some(user) = user.or(if from_bot { bot_id } else { None }) else {
+        return ignored("no_user");
+    };
     let (Some(channel), Some(ts)) = (event["channel"].as_str(), event["ts"].as_str()) else {
         return ignored("no_channel_or_ts");
     };
@@ -139,6 +172,19 @@ fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
         .as_str()
         .or_else(|| event["team"].as_str())
         .unwrap_or("T0");
+    let enterprise_id = payload["enterprise_id"]
+        .as_str()
+        .or_else(|| {
+            payload["authorizations"]
+                .as_array()
+                .and_then(|all| all.iter().find_map(|a| a["enterprise_id"].as_str()))
+        })
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let author_team = event["user_team"]
+        .as_str()
+        .or_else(|| event["team"].as_str())
+        .unwrap_or(team_id);
     let thread_ts = event["thread_ts"].as_str().unwrap_or(ts);
     let (raw_text, repo) = take_repo_flag(raw_text);
     let (text, harness) = take_harness_flag(&readable(&raw_text, bot_user));
@@ -153,6 +199,10 @@ fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
     }
     SlackRequest::Message(Box::new(IncomingMessage {
         event_id,
+        enterprise_id,
+        author_team: author_team.to_owned(),
+        external_channel: payload["is_ext_shared_channel"] == true,
+        bot_user_id: bot_user.map(str::to_owned),
         dedupe_keys,
         team_id: team_id.to_owned(),
         channel: channel.to_owned(),
@@ -165,6 +215,13 @@ fn normalise(payload: &Value, configured_bot: Option<&str>) -> SlackRequest {
         harness,
         repo,
     }))
+}
+
+impl IncomingMessage {
+    /// True for a reply inside a thread that someone else started (`thread_ts` ≠ `ts`).
+    pub fn in_existing_thread(&self) -> bool {
+        self.thread_ts != self.ts
+    }
 }
 
 #[cfg(test)]
@@ -183,14 +240,26 @@ mod tests {
     }
 
     fn message(event: Value) -> IncomingMessage {
-        match parse(Some("application/json"), &callback(event), None).expect("parses") {
+        match parse(
+            Some("application/json"),
+            &callback(event),
+            Identity::default(),
+        )
+        .expect("parses")
+        {
             SlackRequest::Message(message) => *message,
             other => panic!("expected a message, got {other:?}"),
         }
     }
 
     fn ignored(event: Value) -> &'static str {
-        match parse(Some("application/json"), &callback(event), None).expect("parses") {
+        match parse(
+            Some("application/json"),
+            &callback(event),
+            Identity::default(),
+        )
+        .expect("parses")
+        {
             SlackRequest::Ignored { reason } => reason,
             other => panic!("expected ignored, got {other:?}"),
         }
@@ -200,7 +269,7 @@ mod tests {
     fn url_verification_returns_the_challenge() {
         let body = br#"{"type":"url_verification","challenge":"abc123","token":"x"}"#;
         assert_eq!(
-            parse(Some("application/json"), body, None),
+            parse(Some("application/json"), body, Identity::default()),
             Ok(SlackRequest::UrlVerification {
                 challenge: "abc123".into()
             })
@@ -280,7 +349,7 @@ mod tests {
                 json!({"type": "message", "channel_type": "im", "bot_id": "B9",
                 "channel": "D1", "ts": "1.0", "text": "other bot"})
             ),
-            "bot_message"
+            "bot_not_allowed"
         );
         for subtype in ["message_changed", "message_deleted", "channel_join"] {
             assert_eq!(
@@ -308,26 +377,120 @@ mod tests {
 
     #[test]
     fn unparseable_bodies_are_payload_errors() {
-        assert!(parse(Some("application/json"), b"{not json", None).is_err());
-        assert!(parse(Some("application/json"), b"{\"no\":\"type\"}", None).is_err());
-        assert!(parse(None, b"garbage=1", None).is_err());
+        assert!(parse(Some("application/json"), b"{not json", Identity::default()).is_err());
+        assert!(parse(
+            Some("application/json"),
+            b"{\"no\":\"type\"}",
+            Identity::default()
+        )
+        .is_err());
+        assert!(parse(None, b"garbage=1", Identity::default()).is_err());
     }
 
     #[test]
     fn interactions_and_slash_commands_are_acknowledged() {
         let body = b"payload=%7B%22type%22%3A%22block_actions%22%7D";
         assert_eq!(
-            parse(Some("application/x-www-form-urlencoded"), body, None),
+            parse(
+                Some("application/x-www-form-urlencoded"),
+                body,
+                Identity::default()
+            ),
             Ok(SlackRequest::Ignored {
                 reason: "interaction"
             })
         );
         let body = b"command=%2Fcentaur&text=hi&team_id=T1";
         assert_eq!(
-            parse(Some("application/x-www-form-urlencoded"), body, None),
+            parse(
+                Some("application/x-www-form-urlencoded"),
+                body,
+                Identity::default()
+            ),
             Ok(SlackRequest::Ignored {
                 reason: "slash_command"
             })
         );
+    }
+
+    #[test]
+    fn other_bots_count_only_when_allowed() {
+        let body = callback(json!({"type": "app_mention", "bot_id": "B9", "user": "U9",
+            "channel": "C1", "ts": "1.0", "text": "<@UBOT> deploy"}));
+        let refused = parse(Some("application/json"), &body, Identity::default());
+        assert_eq!(
+            refused,
+            Ok(SlackRequest::Ignored {
+                reason: "bot_not_allowed"
+            })
+        );
+        for allowed in ["B9", "U9"] {
+            let list = [allowed.to_owned()];
+            let identity = Identity {
+                bot_user_id: None,
+                allowed_bots: &list,
+            };
+            match parse(Some("application/json"), &body, identity) {
+                Ok(SlackRequest::Message(m)) => {
+                    assert_eq!(m.user_id.as_deref(), Some("U9"));
+                    assert_eq!(m.text, "deploy");
+                }
+                other => panic!("{allowed}: {other:?}"),
+            }
+        }
+        let legacy = callback(json!({"type": "message", "subtype": "bot_message",
+            "bot_id": "B9", "channel": "D1", "channel_type": "im", "ts": "2.0", "text": "run"}));
+        let list = ["B9".to_owned()];
+        let identity = Identity {
+            bot_user_id: None,
+            allowed_bots: &list,
+        };
+        match parse(Some("application/json"), &legacy, identity) {
+            Ok(SlackRequest::Message(m)) => assert_eq!(m.user_id.as_deref(), Some("B9")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_authors_team_and_the_shared_channel_flag_are_read() {
+        let m = message(json!({"type": "app_mention", "user": "U1", "channel": "C1",
+            "ts": "1.0", "text": "<@UBOT> hi"}));
+        assert_eq!((m.author_team.as_str(), m.external_channel), ("T1", false));
+        let body = json!({
+            "type": "event_callback", "team_id": "T1", "enterprise_id": "E1",
+            "event_id": "Ev2", "is_ext_shared_channel": true,
+            "authorizations": [{"user_id": "UBOT"}],
+            "event": {"type": "app_mention", "user": "UGUEST", "user_team": "TOTHER",
+                      "channel": "C1", "ts": "1.0", "thread_ts": "0.5", "text": "<@UBOT> hi"},
+        });
+        match parse(
+            Some("application/json"),
+            body.to_string().as_bytes(),
+            Identity::default(),
+        ) {
+            Ok(SlackRequest::Message(m)) => {
+                assert_eq!(m.author_team, "TOTHER");
+                assert!(m.external_channel);
+                assert_eq!(m.enterprise_id.as_deref(), Some("E1"));
+                assert_eq!(m.bot_user_id.as_deref(), Some("UBOT"));
+                assert!(m.in_existing_thread());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_callback_without_an_event_object_is_ignored_not_an_error() {
+        for event in [json!(null), json!("text"), json!([1])] {
+            let body = json!({"type": "event_callback", "team_id": "T1", "event": event});
+            assert_eq!(
+                parse(
+                    Some("application/json"),
+                    body.to_string().as_bytes(),
+                    Identity::default()
+                ),
+                Ok(SlackRequest::Ignored { reason: "no_event" })
+            );
+        }
     }
 }

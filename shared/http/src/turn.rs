@@ -1,0 +1,41 @@
+//! Starting a turn: the one piece of turn logic `POST /agent/execute` and the Slack webhook
+//! share, called in-process by both (the webhook makes no HTTP call to its own API).
+
+use crate::state::AppState;
+use centaur_queue::QueueMessage;
+use centaur_store::assignments::WorkspaceChoice;
+use centaur_store::executions::{self, NewExecution};
+use centaur_store::TurnError;
+use serde_json::Value;
+
+/// Creates the execution — on the one-call path also attaching to (or creating) the
+/// thread's assignment and storing its first message, all in one transaction, so the turn
+/// is durable when this returns — and sends its queue wake-up (a lost send is repaired by
+/// the dispatcher's sweep). Returns the 202 body and whether a new execution was created
+/// (false for an idempotent replay, which is not enqueued again).
+pub async fn execute(
+    state: &AppState,
+    request: &NewExecution,
+    workspace: &WorkspaceChoice,
+) -> Result<(Value, bool), TurnError> {
+    let (response, created) = executions::create_in_workspace(
+        &state.pool,
+        request,
+        state.config.sandbox.default_harness.as_str(),
+        workspace,
+    )
+    .await?;
+    if created {
+        let message = QueueMessage {
+            execution_id: response["execution_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            thread_key: request.thread_key.clone(),
+        };
+        if let Err(err) = state.queue.send(&message).await {
+            tracing::warn!(%err, execution_id = %message.execution_id, "queue send failed; the sweep will re-send");
+        }
+    }
+    Ok((response, created))
+}
