@@ -202,6 +202,73 @@ mod tests {
         assert_eq!(event.event_kind, "harness_event");
     }
 
+    /// Serves one canned SSE body per connection (then closes it) and reports each
+    /// request line.
+    async fn sse_server(
+        bodies: Vec<&'static str>,
+    ) -> (String, tokio::sync::mpsc::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, requests) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            for body in bodies {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let read = socket.read(&mut buffer).await.unwrap();
+                    if read == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                }
+                let text = String::from_utf8_lossy(&request);
+                let _ = seen
+                    .send(text.lines().next().unwrap_or_default().to_owned())
+                    .await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                socket.write_all(head.as_bytes()).await.unwrap();
+                socket.write_all(body.as_bytes()).await.unwrap();
+                let _ = socket.shutdown().await;
+            }
+        });
+        (url, requests)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_resumes_after_the_last_event_seen() {
+        let (url, mut requests) = sse_server(vec![
+            ": keep-alive\n\nid: 7\nevent: execution_state\ndata: {\"status\":\"running\"}\n\n",
+            "id: 8\nevent: harness_event\ndata: {\"type\":\"assistant.delta\",\"text\":\"hi\"}\n\n\
+             id: 9\nevent: execution_state\ndata: {\"status\":\"completed\"}\n\n",
+        ])
+        .await;
+        let api = Api::new(reqwest::Url::parse(&url).unwrap(), None).unwrap();
+        let mut kinds = Vec::new();
+        let terminal = follow(&api, "a b", "exe_0123456789abcdef", |event| {
+            kinds.push((event.thread_seq, event.event_kind.clone()));
+        })
+        .await
+        .unwrap();
+        assert_eq!(terminal.terminal_status(), Some("completed"));
+        assert_eq!(
+            kinds,
+            [
+                (Some(7), "execution_state".to_owned()),
+                (Some(8), "harness_event".to_owned()),
+                (Some(9), "execution_state".to_owned()),
+            ]
+        );
+        let first = requests.recv().await.unwrap();
+        let second = requests.recv().await.unwrap();
+        assert!(
+            first.starts_with("GET /agent/threads/a%20b/events?execution_id=exe_0123456789abcdef&after_event_id=0 "),
+            "{first}"
+        );
+        assert!(second.contains("&after_event_id=7 "), "{second}");
+    }
+
     #[test]
     fn backoff_doubles_and_is_capped() {
         let waits: Vec<u64> = (1..=7).map(|n| backoff(n).as_millis() as u64).collect();
