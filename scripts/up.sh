@@ -1,18 +1,44 @@
 #!/usr/bin/env bash
 # Brings Centaur up on one machine with the embedded defaults — Postgres-backed queue,
-# local-process sandboxes, the offline `echo` harness — and runs one real turn through the
-# public API (spawn → message → execute → GET execution), as in "6. Verify the deployment"
-# of the production guide. The stack keeps running afterwards; stop it with
-# `scripts/down.sh`. State lives in .centaur/ (env, logs, sandbox sockets).
+# local-process sandboxes (as a separate user), the offline `echo` harness — and runs one
+# real turn through the public API (spawn → message → execute → GET execution), as in
+# "6. Verify the deployment" of the production guide. The stack keeps running afterwards;
+# stop it with `scripts/down.sh`. State lives in .centaur/ (env, logs, sandbox sockets).
+#
+# With CENTAUR_DEFAULT_HARNESS=codex (or claude-code, pi-mono, amp) it also installs the
+# pinned harness CLIs and starts the local egress proxy (mitmproxy with
+# contrib/egress-proxy, env-source config): the real keys you exported (OPENAI_API_KEY,
+# ANTHROPIC_API_KEY, AMP_API_KEY, GITHUB_TOKEN) go to the proxy's environment only; the
+# api, the dispatcher and every sandbox see placeholders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+HARNESS="${CENTAUR_DEFAULT_HARNESS:-echo}"
+# The real credentials the egress proxy may swap in; nothing else gets them.
+REAL_KEYS=(OPENAI_API_KEY ANTHROPIC_API_KEY AMP_API_KEY GITHUB_TOKEN)
+case "$HARNESS" in
+  codex) NEEDED_KEY=OPENAI_API_KEY ;;
+  claude-code | pi-mono) NEEDED_KEY=ANTHROPIC_API_KEY ;;
+  amp) NEEDED_KEY=AMP_API_KEY ;;
+  echo) NEEDED_KEY= ;;
+  *) echo "unknown harness '$HARNESS' (echo, codex, claude-code, pi-mono, amp)" >&2; exit 2 ;;
+esac
+if [ -n "$NEEDED_KEY" ] && [ -z "${!NEEDED_KEY:-}" ]; then
+  echo "CENTAUR_DEFAULT_HARNESS=$HARNESS needs $NEEDED_KEY in your shell (it goes to the egress proxy only)" >&2
+  exit 2
+fi
+
 ensure_tools curl jq
 ensure_postgres
+ensure_sandbox_user
 
 STATE_DIR="$PWD/.centaur"
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/sandboxes"
+# Sandboxes run as another user: they may pass through .centaur/ to their own directory
+# but not list it, read the logs or the secrets.
+chmod 711 "$STATE_DIR"
+chmod 700 "$STATE_DIR/logs"
 
 step "database centaur"
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'centaur'" | grep -q 1 \
@@ -34,7 +60,7 @@ source "$STATE_DIR/env"
 DATABASE_URL="${CENTAUR_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/centaur}"
 QUEUE_BACKEND=postgres
 SANDBOX_BACKEND=local
-CENTAUR_DEFAULT_HARNESS="${CENTAUR_DEFAULT_HARNESS:-echo}"
+CENTAUR_DEFAULT_HARNESS="$HARNESS"
 CENTAUR_API_URL=http://127.0.0.1:8000
 PORT=8000
 DISPATCHER_PORT=9000
@@ -43,14 +69,55 @@ SANDBOX_STATE_DIR="$STATE_DIR/sandboxes"
 RUST_LOG="${RUST_LOG:-info}"
 set +a
 
+scripts/down.sh --quiet
+
+if [ "$HARNESS" != echo ]; then
+  EGRESS_PORT="${CENTAUR_EGRESS_PORT:-8080}"
+  EGRESS_DIR="$STATE_DIR/egress"
+  step "harness CLIs at the sandbox image's pins (npm)"
+  ensure_tools npm
+  npm install --prefix tests/harnesses --no-audit --no-fund --no-package-lock --loglevel=error
+  export PATH="$PWD/tests/harnesses/node_modules/.bin:$PATH"
+
+  step "egress proxy on 127.0.0.1:$EGRESS_PORT (mitmproxy + contrib/egress-proxy, proxy.local.yaml)"
+  command -v mitmdump >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check "$(grep '^mitmproxy' tests/requirements.txt)"
+  mkdir -p "$EGRESS_DIR" && chmod 700 "$EGRESS_DIR"
+  : > "$STATE_DIR/logs/egress.log"
+  # The proxy's environment: the real keys from your shell, and nothing of the control plane.
+  proxy_env=(PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 PYTHONUNBUFFERED=1)
+  for key in "${REAL_KEYS[@]}"; do
+    [ -n "${!key:-}" ] && proxy_env+=("$key=${!key}")
+  done
+  nohup env -i "${proxy_env[@]}" mitmdump \
+    -s contrib/egress-proxy/centaur_egress.py \
+    --set centaur_config=contrib/egress-proxy/proxy.local.yaml \
+    --set centaur_skip_unset=true \
+    --set confdir="$EGRESS_DIR" \
+    --listen-host 127.0.0.1 --listen-port "$EGRESS_PORT" \
+    >> "$STATE_DIR/logs/egress.log" 2>&1 &
+  echo $! > "$STATE_DIR/egress.pid"
+  for _ in $(seq 1 120); do
+    grep -q 'centaur_egress: ready' "$STATE_DIR/logs/egress.log" && [ -f "$EGRESS_DIR/mitmproxy-ca-cert.pem" ] && break
+    kill -0 "$(cat "$STATE_DIR/egress.pid")" 2>/dev/null || { cat "$STATE_DIR/logs/egress.log" >&2; exit 1; }
+    sleep 0.25
+  done
+  grep -q 'centaur_egress: ready' "$STATE_DIR/logs/egress.log" \
+    || { echo "the egress proxy did not become ready; see .centaur/logs/egress.log" >&2; exit 1; }
+  export SANDBOX_PROXY_URL="http://127.0.0.1:$EGRESS_PORT"
+  export SANDBOX_CA_FILE="$EGRESS_DIR/mitmproxy-ca-cert.pem"
+fi
+
 step "building api, dispatcher and sandbox"
 cargo build -q -p api -p dispatcher -p sandbox
 
-scripts/down.sh --quiet
 step "starting api (:8000) and dispatcher (:9000); logs in .centaur/logs/"
-nohup target/debug/api > "$STATE_DIR/logs/api.log" 2>&1 &
+# The control plane never holds a model or Git credential: unset them for its processes.
+without_keys=()
+for key in "${REAL_KEYS[@]}"; do without_keys+=(-u "$key"); done
+nohup env "${without_keys[@]}" target/debug/api > "$STATE_DIR/logs/api.log" 2>&1 &
 echo $! > "$STATE_DIR/api.pid"
-nohup target/debug/dispatcher > "$STATE_DIR/logs/dispatcher.log" 2>&1 &
+nohup env "${without_keys[@]}" target/debug/dispatcher > "$STATE_DIR/logs/dispatcher.log" 2>&1 &
 echo $! > "$STATE_DIR/dispatcher.pid"
 
 for _ in $(seq 1 60); do
