@@ -11,7 +11,6 @@ use centaur_harness::{
 };
 use centaur_sandbox::{Attachment, SandboxStatus};
 use centaur_store::dispatch::{self, ClaimedExecution, Finish, TurnMessageRow};
-use centaur_store::events::{self, kinds};
 use centaur_store::start_retries::{self, StartRetry};
 use centaur_store::{history, sessions, StoreError};
 use futures::StreamExt;
@@ -269,9 +268,7 @@ impl<'a> Driver<'a> {
         let fresh = start_failure::retry_sandbox_id(&execution_id);
         match start_retries::record(
             &self.dispatcher.pool,
-            &self.execution.thread_key,
-            &self.execution.execution_id,
-            &self.dispatcher.config.worker_id,
+            &self.execution.lease(),
             fresh.as_str(),
             failure,
         )
@@ -489,14 +486,15 @@ impl<'a> Driver<'a> {
         if let Some(first_failure) = retry_of {
             started["start_retry"] = json!({ "first_failure": first_failure });
         }
-        let _ = events::append(
-            &dispatcher.pool,
-            &self.execution.thread_key,
-            Some(&self.execution.execution_id),
-            kinds::EXECUTION_STARTED,
-            &started,
-        )
-        .await;
+        match dispatch::record_start(&dispatcher.pool, &self.execution.lease(), &started).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Outcome::LeaseLost),
+            Err(err) => {
+                return Err(Outcome::HandBack(format!(
+                    "could not record the start: {err}"
+                )))
+            }
+        }
         let mut attachment = dispatcher.backend.attach(&id).await.map_err(|err| {
             finish(
                 TerminalReason::SandboxStartFailed,
@@ -524,17 +522,13 @@ impl<'a> Driver<'a> {
         let continuity = self.continuity(id).await.map_err(|err| {
             Outcome::HandBack(format!("could not read the thread's history: {err}"))
         })?;
-        let messages = dispatch::take_turn_messages(
-            &dispatcher.pool,
-            &execution.execution_id,
-            &dispatcher.config.worker_id,
-            id.as_str(),
-        )
-        .await
-        .map_err(|err| {
-            tracing::warn!(%err, "could not hand the messages to the turn");
-            Outcome::LeaseLost
-        })?;
+        let messages =
+            dispatch::take_turn_messages(&dispatcher.pool, &execution.lease(), id.as_str())
+                .await
+                .map_err(|err| {
+                    Outcome::HandBack(format!("could not hand the messages to the turn: {err}"))
+                })?
+                .ok_or(Outcome::LeaseLost)?;
         if continuity.transcript.is_some() {
             tracing::info!(
                 sandbox_id = %id,
@@ -621,15 +615,20 @@ impl<'a> Driver<'a> {
         let batch = std::mem::take(&mut self.pending);
         metrics::counter!("centaur_harness_events_total", "harness" => self.harness.clone())
             .increment(batch.len() as u64);
-        dispatch::append_harness_events(
+        match dispatch::append_harness_events(
             &self.dispatcher.pool,
-            &self.execution.thread_key,
-            &self.execution.execution_id,
+            &self.execution.lease(),
             self.dispatcher.config.silence_timeout,
             &batch,
         )
         .await
-        .map_err(|err| Outcome::HandBack(format!("could not store harness events: {err}")))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Outcome::LeaseLost),
+            Err(err) => Err(Outcome::HandBack(format!(
+                "could not store harness events: {err}"
+            ))),
+        }
     }
 
     /// Reads events until the turn ends, the stream ends, or the lease, cancel or a
@@ -781,8 +780,7 @@ impl<'a> Driver<'a> {
         let config = &dispatcher.config;
         let beat = match dispatch::heartbeat(
             &dispatcher.pool,
-            &self.execution.execution_id,
-            &config.worker_id,
+            &self.execution.lease(),
             config.lease,
         )
         .await
@@ -806,7 +804,7 @@ impl<'a> Driver<'a> {
                 tracing::warn!(%err, "could not extend the queue message visibility");
             }
         }
-        if beat.status == "cancel_requested" {
+        if beat.cancel_requested {
             match self.cancel_sent_at {
                 None => {
                     tracing::info!("cancel requested; interrupting the turn");
@@ -907,7 +905,6 @@ impl<'a> Driver<'a> {
     async fn settle(&mut self, outcome: Outcome, started: Instant) {
         let dispatcher = self.dispatcher;
         let execution = self.execution;
-        let worker = &dispatcher.config.worker_id;
         let pool = &dispatcher.pool;
         let outcome = match outcome {
             // `drive` turns every start failure into a retry or a finish; never left over.
@@ -921,9 +918,7 @@ impl<'a> Driver<'a> {
             Outcome::StartFailed(_) | Outcome::LeaseLost => return,
             Outcome::HandBack(why) => {
                 tracing::warn!(%why, "handing the execution back for re-attach");
-                if let Ok(true) =
-                    dispatch::hand_back(pool, &execution.execution_id, worker, &why).await
-                {
+                if let Ok(true) = dispatch::hand_back(pool, &execution.lease(), &why).await {
                     self.requeue_self(Duration::from_secs(1)).await;
                 }
                 return;
@@ -945,7 +940,7 @@ impl<'a> Driver<'a> {
                     end.reason,
                     end.result_text.as_deref(),
                 );
-                match dispatch::finish(pool, &execution.execution_id, worker, &end).await {
+                match dispatch::finish(pool, &execution.lease(), &end).await {
                     Ok(true) => {
                         metrics::counter!(
                             "centaur_executions_finished_total",
@@ -1031,6 +1026,7 @@ mod tests {
             thread_key: "slack:T1:C1:1700000000.000100".into(),
             harness: "echo".into(),
             status: "running".into(),
+            worker_id: "w1".into(),
             attempt: 1,
             sandbox_id: None,
             turn_sent_at: None,

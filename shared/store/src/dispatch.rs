@@ -1,7 +1,9 @@
 //! What the dispatcher does to executions: claim with a lease, heartbeat, hand the turn's
-//! messages over, append harness events, and finish. Every transition is one conditional
-//! UPDATE (zero rows: another writer won) with its `execution_state` event in the same
-//! transaction.
+//! messages over, append harness events, finish, hand back. Every write of a lease holder
+//! is fenced by the expected status AND the holder (`worker_id` + `attempt`, see
+//! [`Lease`]): a worker whose lease was taken over changes nothing. Every state change is
+//! one conditional statement that also writes its `execution_state` event (a data-
+//! modifying CTE: `WITH t AS (UPDATE … RETURNING …) INSERT INTO execution_events …`).
 
 use crate::events::{self, kinds};
 use crate::StoreError;
@@ -12,6 +14,20 @@ use std::time::Duration;
 
 const ACTIVE: &str = "('running','cancel_requested')";
 
+/// The fence of every write a lease holder makes (binds `$1` execution, `$2` worker,
+/// `$3` attempt).
+const HELD: &str = "execution_id = $1 AND worker_id = $2 AND attempt = $3
+                    AND status IN ('running','cancel_requested')";
+
+/// Who holds an execution: the claim's worker and its number. A later claim — by another
+/// worker, or by the same one after its lease expired — fences off every earlier holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub execution_id: String,
+    pub worker_id: String,
+    pub attempt: i32,
+}
+
 /// The columns the dispatcher works with.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedExecution {
@@ -19,6 +35,9 @@ pub struct ClaimedExecution {
     pub thread_key: String,
     pub harness: String,
     pub status: String,
+    /// The claimer (the lease holder).
+    pub worker_id: String,
+    /// The claim's number (1 for the first claim).
     pub attempt: i32,
     pub sandbox_id: Option<String>,
     pub turn_sent_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -49,6 +68,15 @@ impl ClaimedExecution {
             .map(|claimed| (claimed - self.created_at).num_milliseconds().max(0))
             .unwrap_or(0)
     }
+
+    /// The lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            execution_id: self.execution_id.clone(),
+            worker_id: self.worker_id.clone(),
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// The result of trying to claim an execution.
@@ -71,7 +99,8 @@ fn secs(duration: Duration) -> f64 {
 /// Claims `execution_id` for `worker_id`: `queued|retry_wait`, or `running|cancel_requested`
 /// whose lease expired. Refused while an older execution of the same thread is unfinished.
 /// `receipt` is the queue message that woke this claim (`None` for a reclaim by the
-/// recovery loop, which then adopts the stored one).
+/// recovery loop, which then adopts the stored one). The claim and its `execution_state`
+/// event are one statement, under the thread's lock.
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -115,6 +144,16 @@ pub async fn claim(
     if blocked {
         return Ok(ClaimOutcome::WaitingForThread);
     }
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{}' AS event_kind,
+                    jsonb_build_object('status', status, 'attempt', attempt,
+                                       'worker_id', worker_id) AS event_json, 1 AS ord
+             FROM claimed",
+            kinds::EXECUTION_STATE
+        ),
+    );
     let claimed: Option<ClaimedExecution> = sqlx::query_as(&format!(
         "WITH claimed AS (
          UPDATE executions SET
@@ -132,9 +171,10 @@ pub async fn claim(
          WHERE execution_id = $1
            AND (status IN ('queued','retry_wait')
                 OR (status IN {ACTIVE} AND lease_expires_at < now()))
-         RETURNING execution_id, thread_key, harness, status, attempt, sandbox_id, turn_sent_at,
-                   created_at, claimed_at, hard_deadline_at, delivery, assignment_generation,
-                   queue_receipt)
+         RETURNING execution_id, thread_key, harness, status, worker_id, attempt, sandbox_id,
+                   turn_sent_at, created_at, claimed_at, hard_deadline_at, delivery,
+                   assignment_generation, queue_receipt),
+         {trail}
          SELECT c.*, a.repo, a.agents_md_override
          FROM claimed c
          LEFT JOIN runtime_assignments a
@@ -151,42 +191,37 @@ pub async fn claim(
     let Some(claimed) = claimed else {
         return Ok(ClaimOutcome::HeldElsewhere);
     };
-    events::append(
-        &mut *tx,
-        &claimed.thread_key,
-        Some(execution_id),
-        kinds::EXECUTION_STATE,
-        &json!({"status": claimed.status, "attempt": claimed.attempt, "worker_id": worker_id}),
-    )
-    .await?;
     tx.commit().await?;
     Ok(ClaimOutcome::Claimed(Box::new(claimed)))
 }
 
 /// What a heartbeat learned.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Heartbeat {
-    pub status: String,
+    /// The API asked to cancel the turn.
+    pub cancel_requested: bool,
+    /// No progress for longer than the silence timeout.
     pub silence_exceeded: bool,
+    /// Past the hard deadline.
     pub hard_exceeded: bool,
 }
 
-/// Extends the lease if `worker_id` still holds it. `None`: the lease was lost.
+/// Extends the lease by `lease` if `holder` still holds it. `None`: the lease was lost.
 pub async fn heartbeat(
     pool: &PgPool,
-    execution_id: &str,
-    worker_id: &str,
+    holder: &Lease,
     lease: Duration,
 ) -> Result<Option<Heartbeat>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "UPDATE executions SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-         WHERE execution_id = $1 AND worker_id = $2 AND status IN {ACTIVE}
-         RETURNING status,
-                   silence_deadline_at < now() AS silence_exceeded,
-                   hard_deadline_at < now() AS hard_exceeded"
+        "UPDATE executions SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+         WHERE {HELD}
+         RETURNING status = 'cancel_requested' AS cancel_requested,
+                   COALESCE(silence_deadline_at < now(), false) AS silence_exceeded,
+                   COALESCE(hard_deadline_at < now(), false) AS hard_exceeded"
     ))
-    .bind(execution_id)
-    .bind(worker_id)
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
     .bind(secs(lease))
     .fetch_optional(pool)
     .await?)
@@ -200,72 +235,112 @@ pub struct TurnMessageRow {
     pub parts: Value,
 }
 
-/// Records the sandbox and the moment the turn is sent, and returns the messages bound to
-/// this execution when it was created, oldest first (a re-sent turn after `turn.unknown`
-/// carries the same messages).
+/// Records the sandbox and the moment the turn is sent (if `holder` still holds the
+/// execution), and returns the messages bound to it when it was created, oldest first (a
+/// re-sent turn after `turn.unknown` carries the same messages). `None`: the lease was lost.
 pub async fn take_turn_messages(
     pool: &PgPool,
-    execution_id: &str,
-    worker_id: &str,
+    holder: &Lease,
     sandbox_id: &str,
-) -> Result<Vec<TurnMessageRow>, StoreError> {
+) -> Result<Option<Vec<TurnMessageRow>>, StoreError> {
     let mut tx = pool.begin().await?;
-    let updated = sqlx::query(&format!(
-        "UPDATE executions SET sandbox_id = $3, turn_sent_at = COALESCE(turn_sent_at, now()), updated_at = now()
-         WHERE execution_id = $1 AND worker_id = $2 AND status IN {ACTIVE}"
+    let held: Option<String> = sqlx::query_scalar(&format!(
+        "UPDATE executions SET sandbox_id = $4, turn_sent_at = COALESCE(turn_sent_at, now()),
+             updated_at = now()
+         WHERE {HELD} RETURNING execution_id"
     ))
-    .bind(execution_id)
-    .bind(worker_id)
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
     .bind(sandbox_id)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::Corrupt(format!(
-            "lost the lease on {execution_id} before sending its turn"
-        )));
+    if held.is_none() {
+        return Ok(None);
     }
     let messages = sqlx::query_as(
         "SELECT id, role, parts FROM messages WHERE delivered_execution_id = $1 ORDER BY seq",
     )
-    .bind(execution_id)
+    .bind(&holder.execution_id)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(messages)
+    Ok(Some(messages))
 }
 
-/// Appends a batch of harness events and pushes the silence deadline (output is progress).
+/// Records the `execution_started` event (the sandbox the turn starts in) if `holder`
+/// still holds the execution. `false`: the lease was lost, nothing was written.
+pub async fn record_start(
+    pool: &PgPool,
+    holder: &Lease,
+    started: &Value,
+) -> Result<bool, StoreError> {
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{}' AS event_kind, $4::jsonb AS event_json,
+                    1 AS ord
+             FROM held",
+            kinds::EXECUTION_STARTED
+        ),
+    );
+    let held: i64 = sqlx::query_scalar(&format!(
+        "WITH held AS (
+             UPDATE executions SET updated_at = now() WHERE {HELD}
+             RETURNING thread_key, execution_id),
+         {trail}
+         SELECT count(*) FROM held"
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
+    .bind(started)
+    .fetch_one(pool)
+    .await?;
+    Ok(held > 0)
+}
+
+/// Appends a batch of harness events and pushes the silence deadline (output is
+/// progress), if `holder` still holds the execution. `false`: the lease was lost, nothing
+/// was written.
 pub async fn append_harness_events(
     pool: &PgPool,
-    thread_key: &str,
-    execution_id: &str,
+    holder: &Lease,
     silence: Duration,
     batch: &[Value],
-) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+) -> Result<bool, StoreError> {
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT held.thread_key, held.execution_id, '{}' AS event_kind, e AS event_json,
+                    n AS ord
+             FROM held, UNNEST($5::jsonb[]) WITH ORDINALITY AS t(e, n)",
+            kinds::HARNESS_EVENT
+        ),
+    );
     let mut tx = pool.begin().await?;
-    events::append_batch(
-        &mut *tx,
-        thread_key,
-        execution_id,
-        kinds::HARNESS_EVENT,
-        batch,
-    )
-    .await?;
-    crate::harness_reports::record(&mut tx, batch).await?;
-    sqlx::query(
-        "UPDATE executions SET last_progress_at = now(),
-             silence_deadline_at = now() + make_interval(secs => $2)
-         WHERE execution_id = $1",
-    )
-    .bind(execution_id)
+    let held: i64 = sqlx::query_scalar(&format!(
+        "WITH held AS (
+             UPDATE executions SET last_progress_at = now(),
+                 silence_deadline_at = now() + make_interval(secs => $4), updated_at = now()
+             WHERE {HELD}
+             RETURNING thread_key, execution_id),
+         {trail}
+         SELECT count(*) FROM held"
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
     .bind(secs(silence))
-    .execute(&mut *tx)
+    .bind(batch)
+    .fetch_one(&mut *tx)
     .await?;
+    if held == 0 {
+        return Ok(false);
+    }
+    crate::harness_reports::record(&mut tx, batch).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The highest harness event `seq` stored for an execution (0 when none).
@@ -293,48 +368,22 @@ pub struct Finish {
     pub delivery_payload: Value,
 }
 
-/// Finishes an execution this worker holds. `false`: someone else finished it first.
-pub async fn finish(
-    pool: &PgPool,
-    execution_id: &str,
-    worker_id: &str,
-    finish: &Finish,
-) -> Result<bool, StoreError> {
+/// Finishes an execution `holder` holds, in one statement: the terminal status, its
+/// `execution_state` and `execution_summary` events, the outbox row made `pending` and its
+/// `final_delivery_ready` event. `false`: nothing was written (the lease was lost, or the
+/// execution is no longer running).
+pub async fn finish(pool: &PgPool, holder: &Lease, finish: &Finish) -> Result<bool, StoreError> {
     let status = finish.reason.status();
     let sources: Vec<&str> = ExecutionStatus::sources_of(status)
         .into_iter()
         .filter(|from| {
             matches!(
                 from,
-                ExecutionStatus::Running
-                    | ExecutionStatus::CancelRequested
-                    | ExecutionStatus::RetryWait
+                ExecutionStatus::Running | ExecutionStatus::CancelRequested
             )
         })
         .map(ExecutionStatus::as_str)
         .collect();
-    let mut tx = pool.begin().await?;
-    let thread_key: Option<String> = sqlx::query_scalar(
-        "UPDATE executions SET status = $3, terminal_reason = $4, result_text = $5,
-             error_text = $6, agent_thread_id = COALESCE($7, agent_thread_id),
-             completed_at = now(), lease_expires_at = NULL, updated_at = now()
-         WHERE execution_id = $1 AND (worker_id = $2 OR status = 'retry_wait')
-           AND status = ANY($8)
-         RETURNING thread_key",
-    )
-    .bind(execution_id)
-    .bind(worker_id)
-    .bind(status.as_str())
-    .bind(finish.reason.as_str())
-    .bind(&finish.result_text)
-    .bind(&finish.error_text)
-    .bind(&finish.agent_thread_id)
-    .bind(&sources)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(thread_key) = thread_key else {
-        return Ok(false);
-    };
     let mut state = json!({"status": status.as_str(), "terminal_reason": finish.reason.as_str()});
     if let Some(text) = &finish.result_text {
         state["result_text"] = json!(text);
@@ -342,69 +391,90 @@ pub async fn finish(
     if let Some(text) = &finish.error_text {
         state["error_text"] = json!(text);
     }
-    let id = Some(execution_id);
-    events::append(&mut *tx, &thread_key, id, kinds::EXECUTION_STATE, &state).await?;
-    events::append(
-        &mut *tx,
-        &thread_key,
-        id,
-        kinds::EXECUTION_SUMMARY,
-        &finish.summary,
-    )
-    .await?;
-    let outbox: Option<Value> = sqlx::query_scalar(
-        "UPDATE delivery_outbox SET state = 'pending', payload = $2, next_attempt_at = now(), updated_at = now()
-         WHERE execution_id = $1 AND state = 'awaiting_terminal' RETURNING delivery",
-    )
-    .bind(execution_id)
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{state_kind}' AS event_kind,
+                    $10::jsonb AS event_json, 1 AS ord FROM done
+             UNION ALL
+             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, 2 FROM done
+             UNION ALL
+             SELECT done.thread_key, done.execution_id, '{ready_kind}',
+                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), 3
+             FROM done, outbox",
+            state_kind = kinds::EXECUTION_STATE,
+            summary_kind = kinds::EXECUTION_SUMMARY,
+            ready_kind = kinds::FINAL_DELIVERY_READY,
+        ),
+    );
+    let done: i64 = sqlx::query_scalar(&format!(
+        "WITH done AS (
+             UPDATE executions SET status = $4, terminal_reason = $5, result_text = $6,
+                 error_text = $7, agent_thread_id = COALESCE($8, agent_thread_id),
+                 completed_at = now(), lease_expires_at = NULL, updated_at = now()
+             WHERE execution_id = $1 AND worker_id = $2 AND attempt = $3 AND status = ANY($9)
+             RETURNING thread_key, execution_id),
+         outbox AS (
+             UPDATE delivery_outbox o SET state = 'pending', payload = $12,
+                 next_attempt_at = now(), updated_at = now()
+             FROM done
+             WHERE o.execution_id = done.execution_id AND o.state = 'awaiting_terminal'
+             RETURNING o.delivery),
+         {trail}
+         SELECT count(*) FROM done"
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
+    .bind(status.as_str())
+    .bind(finish.reason.as_str())
+    .bind(&finish.result_text)
+    .bind(&finish.error_text)
+    .bind(&finish.agent_thread_id)
+    .bind(&sources)
+    .bind(&state)
+    .bind(&finish.summary)
     .bind(&finish.delivery_payload)
-    .fetch_optional(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    if let Some(delivery) = outbox {
-        let ready = json!({"delivery": delivery, "status": status.as_str()});
-        events::append(
-            &mut *tx,
-            &thread_key,
-            id,
-            kinds::FINAL_DELIVERY_READY,
-            &ready,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
+    Ok(done > 0)
 }
 
-/// Hands a running execution back (`retry_wait`): the stream ended but the sandbox lives;
-/// the next claim re-attaches.
-pub async fn hand_back(
-    pool: &PgPool,
-    execution_id: &str,
-    worker_id: &str,
-    why: &str,
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let thread_key: Option<String> = sqlx::query_scalar(
-        "UPDATE executions SET status = 'retry_wait', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-         WHERE execution_id = $1 AND worker_id = $2 AND status = 'running' RETURNING thread_key",
-    )
-    .bind(execution_id)
-    .bind(worker_id)
-    .fetch_optional(&mut *tx)
+/// Hands an execution `holder` holds back to run again, with its `execution_state` event
+/// (`reason`: why), in one statement: `running` becomes `retry_wait` (the next claim
+/// re-attaches, or starts the turn if it was never sent); a `cancel_requested` one keeps
+/// its status and its lease ends now (the next claim carries the cancel out). `false`:
+/// the lease was lost, nothing was written.
+pub async fn hand_back(pool: &PgPool, holder: &Lease, why: &str) -> Result<bool, StoreError> {
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{}' AS event_kind,
+                    jsonb_build_object('status', status, 'reason', $4::text) AS event_json,
+                    1 AS ord
+             FROM back",
+            kinds::EXECUTION_STATE
+        ),
+    );
+    let back: i64 = sqlx::query_scalar(&format!(
+        "WITH back AS (
+             UPDATE executions SET
+                 status = CASE WHEN status = 'running' THEN 'retry_wait' ELSE status END,
+                 worker_id = CASE WHEN status = 'running' THEN NULL ELSE worker_id END,
+                 lease_expires_at = CASE WHEN status = 'running' THEN NULL ELSE now() END,
+                 updated_at = now()
+             WHERE {HELD}
+             RETURNING thread_key, execution_id, status),
+         {trail}
+         SELECT count(*) FROM back"
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
+    .bind(why)
+    .fetch_one(pool)
     .await?;
-    let Some(thread_key) = thread_key else {
-        return Ok(false);
-    };
-    events::append(
-        &mut *tx,
-        &thread_key,
-        Some(execution_id),
-        kinds::EXECUTION_STATE,
-        &json!({"status": "retry_wait", "reason": why}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(back > 0)
 }
 
 /// An execution id with its thread.

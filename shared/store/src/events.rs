@@ -24,6 +24,22 @@ pub mod kinds {
     pub const START_RETRY: &str = "start_retry";
 }
 
+/// The event trail's one INSERT, as a CTE named `name` for a `WITH` clause: appends the
+/// rows `source` yields — columns `thread_key, execution_id, event_kind, event_json, ord`,
+/// stored in `ord` order — and returns their `event_id`s. Every writer of
+/// `execution_events` goes through it (a fenced transition puts it beside its UPDATE, so
+/// the state change and its event are one statement); a column the trail gains, such as a
+/// per-thread sequence, is added here once.
+pub fn insert_cte(name: &str, source: &str) -> String {
+    format!(
+        "{name} AS (
+             INSERT INTO execution_events (thread_key, execution_id, event_kind, event_json)
+             SELECT thread_key, execution_id, event_kind, event_json
+             FROM ({source}) AS new_events ORDER BY ord
+             RETURNING event_id)"
+    )
+}
+
 /// Appends one event and returns its id. Pass a transaction to make it atomic with a
 /// state change.
 pub async fn append<'e>(
@@ -33,20 +49,22 @@ pub async fn append<'e>(
     kind: &str,
     json: &Value,
 ) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO execution_events (thread_key, execution_id, event_kind, event_json)
-         VALUES ($1, $2, $3, $4) RETURNING event_id",
-    )
-    .bind(thread_key)
-    .bind(execution_id)
-    .bind(kind)
-    .bind(json)
-    .fetch_one(executor)
-    .await?;
+    let insert = insert_cte(
+        "appended",
+        "SELECT $1::text AS thread_key, $2::text AS execution_id, $3::text AS event_kind,
+                $4::jsonb AS event_json, 1 AS ord",
+    );
+    let id: i64 = sqlx::query_scalar(&format!("WITH {insert} SELECT event_id FROM appended"))
+        .bind(thread_key)
+        .bind(execution_id)
+        .bind(kind)
+        .bind(json)
+        .fetch_one(executor)
+        .await?;
     Ok(id)
 }
 
-/// Appends many events of one execution in one statement (harness output batches).
+/// Appends many events of one execution in one statement, in order.
 pub async fn append_batch<'e>(
     executor: impl PgExecutor<'e>,
     thread_key: &str,
@@ -57,16 +75,19 @@ pub async fn append_batch<'e>(
     if jsons.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO execution_events (thread_key, execution_id, event_kind, event_json)
-         SELECT $1, $2, $3, e FROM UNNEST($4::jsonb[]) WITH ORDINALITY AS t(e, n) ORDER BY n",
-    )
-    .bind(thread_key)
-    .bind(execution_id)
-    .bind(kind)
-    .bind(jsons)
-    .execute(executor)
-    .await?;
+    let insert = insert_cte(
+        "appended",
+        "SELECT $1::text AS thread_key, $2::text AS execution_id, $3::text AS event_kind,
+                e AS event_json, n AS ord
+         FROM UNNEST($4::jsonb[]) WITH ORDINALITY AS t(e, n)",
+    );
+    sqlx::query(&format!("WITH {insert} SELECT count(*) FROM appended"))
+        .bind(thread_key)
+        .bind(execution_id)
+        .bind(kind)
+        .bind(jsons)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 

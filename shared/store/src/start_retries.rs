@@ -4,7 +4,8 @@
 //! instead of starting another. Harness events stored after that event belong to the
 //! fresh sandbox (whose `seq` numbering starts again at 1).
 
-use crate::events::kinds;
+use crate::dispatch::Lease;
+use crate::events::{self, kinds};
 use crate::StoreError;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -20,32 +21,40 @@ pub struct StartRetry {
     pub first_failure: String,
 }
 
-/// Records the retry of `execution_id` in `sandbox_id`, if `worker_id` still holds the
-/// execution's lease and no retry was recorded before. `None`: nothing was written
-/// (another worker holds the execution, or it was already retried).
+/// Records the retry of the execution `holder` holds in `sandbox_id`, in one statement
+/// fenced by the lease, unless a retry was recorded before. `None`: nothing was written
+/// (the lease was lost, or the execution was already retried).
 pub async fn record(
     pool: &PgPool,
-    thread_key: &str,
-    execution_id: &str,
-    worker_id: &str,
+    holder: &Lease,
     sandbox_id: &str,
     first_failure: &str,
 ) -> Result<Option<StartRetry>, StoreError> {
     let body = json!({"sandbox_id": sandbox_id, "first_failure": first_failure});
-    let event_id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO execution_events (thread_key, execution_id, event_kind, event_json)
-         SELECT $1, $2, $4, $5
-         WHERE EXISTS (SELECT 1 FROM executions
-                       WHERE execution_id = $2 AND worker_id = $3
-                         AND status IN ('running','cancel_requested'))
-           AND NOT EXISTS (SELECT 1 FROM execution_events
-                           WHERE execution_id = $2 AND event_kind = $4)
-         RETURNING event_id",
-    )
-    .bind(thread_key)
-    .bind(execution_id)
-    .bind(worker_id)
-    .bind(kinds::START_RETRY)
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{}' AS event_kind, $4::jsonb AS event_json,
+                    1 AS ord
+             FROM held",
+            kinds::START_RETRY
+        ),
+    );
+    let event_id: Option<i64> = sqlx::query_scalar(&format!(
+        "WITH held AS (
+             UPDATE executions SET updated_at = now()
+             WHERE execution_id = $1 AND worker_id = $2 AND attempt = $3
+               AND status IN ('running','cancel_requested')
+               AND NOT EXISTS (SELECT 1 FROM execution_events
+                               WHERE execution_id = $1 AND event_kind = '{}')
+             RETURNING thread_key, execution_id),
+         {trail}
+         SELECT event_id FROM trail",
+        kinds::START_RETRY
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
     .bind(&body)
     .fetch_optional(pool)
     .await?;

@@ -1,0 +1,625 @@
+//! The dispatcher's store functions against Postgres: claim, heartbeat, take the turn's
+//! messages, record the start, append harness events, record a start retry, finish and
+//! hand back — each fenced by status and lease holder (`worker_id` + `attempt`), each
+//! state change one statement with its `execution_state` event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use centaur_core::TerminalReason;
+use centaur_store::dispatch::{self, ClaimOutcome, ClaimedExecution, Finish, Lease};
+use centaur_store::start_retries;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::time::Duration;
+
+const THREAD: &str = "slack:T1:C1:1700000000.000100";
+const FIRST: &str = "exe_00000000000000a1";
+const SECOND: &str = "exe_00000000000000a2";
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A queued execution on `THREAD` with one bound message and (for `slack`) an outbox row.
+async fn seed(pool: &PgPool, execution_id: &str, slack: bool) {
+    let delivery = if slack {
+        json!({"platform": "slack", "channel": "C1", "thread_ts": "1700000000.000100"})
+    } else {
+        json!({"platform": "dev"})
+    };
+    sqlx::query(
+        "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness,
+                                 execute_id, request_hash, status, delivery)
+         VALUES ($1, $2, 1, 'echo', $1, 'h', 'queued', $3)",
+    )
+    .bind(execution_id)
+    .bind(THREAD)
+    .bind(&delivery)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, thread_key, assignment_generation, role, parts,
+                               delivered_execution_id)
+         VALUES ($1, $2, 1, 'user', $3, $4)",
+    )
+    .bind(format!("msg_{execution_id}"))
+    .bind(THREAD)
+    .bind(json!([{"type": "text", "text": format!("hello from {execution_id}")}]))
+    .bind(execution_id)
+    .execute(pool)
+    .await
+    .unwrap();
+    if slack {
+        sqlx::query(
+            "INSERT INTO delivery_outbox (execution_id, thread_key, delivery, state)
+             VALUES ($1, $2, $3, 'awaiting_terminal')",
+        )
+        .bind(execution_id)
+        .bind(THREAD)
+        .bind(&delivery)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+async fn claim_as(pool: &PgPool, execution_id: &str, worker: &str) -> ClaimOutcome {
+    dispatch::claim(
+        pool,
+        execution_id,
+        worker,
+        Some("receipt-1"),
+        MINUTE,
+        MINUTE,
+        MINUTE,
+    )
+    .await
+    .unwrap()
+}
+
+async fn claimed(pool: &PgPool, execution_id: &str, worker: &str) -> ClaimedExecution {
+    match claim_as(pool, execution_id, worker).await {
+        ClaimOutcome::Claimed(execution) => *execution,
+        other => panic!("{worker} could not claim {execution_id}: {other:?}"),
+    }
+}
+
+async fn expire_lease(pool: &PgPool, execution_id: &str) {
+    sqlx::query(
+        "UPDATE executions SET lease_expires_at = now() - interval '1 second'
+         WHERE execution_id = $1",
+    )
+    .bind(execution_id)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// `(event_kind, event_json)` of an execution's events, oldest first.
+async fn trail(pool: &PgPool, execution_id: &str) -> Vec<(String, Value)> {
+    sqlx::query_as(
+        "SELECT event_kind, event_json FROM execution_events
+         WHERE execution_id = $1 ORDER BY event_id",
+    )
+    .bind(execution_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// `(status, worker_id, attempt)` of an execution.
+async fn row(pool: &PgPool, execution_id: &str) -> (String, Option<String>, i32) {
+    sqlx::query_as("SELECT status, worker_id, attempt FROM executions WHERE execution_id = $1")
+        .bind(execution_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn completed(text: &str) -> Finish {
+    Finish {
+        reason: TerminalReason::Completed,
+        result_text: Some(text.into()),
+        error_text: None,
+        agent_thread_id: Some("session-1".into()),
+        summary: json!({"status": "completed"}),
+        delivery_payload: json!({"text": text}),
+    }
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_claim_takes_a_queued_execution_with_its_event_and_holds_the_lease(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+
+    let execution = claimed(&pool, FIRST, "w1").await;
+
+    assert_eq!(execution.status, "running");
+    assert_eq!(execution.worker_id, "w1");
+    assert_eq!(execution.attempt, 1);
+    assert_eq!(execution.queue_receipt.as_deref(), Some("receipt-1"));
+    assert!(!execution.turn_was_sent());
+    assert_eq!(
+        execution.lease(),
+        Lease {
+            execution_id: FIRST.into(),
+            worker_id: "w1".into(),
+            attempt: 1
+        }
+    );
+    assert_eq!(
+        trail(&pool, FIRST).await,
+        [(
+            "execution_state".to_owned(),
+            json!({"status": "running", "attempt": 1, "worker_id": "w1"})
+        )]
+    );
+    assert!(matches!(
+        claim_as(&pool, FIRST, "w2").await,
+        ClaimOutcome::HeldElsewhere
+    ));
+    assert!(matches!(
+        claim_as(&pool, "exe_00000000000000ff", "w2").await,
+        ClaimOutcome::Finished
+    ));
+    assert_eq!(
+        trail(&pool, FIRST).await.len(),
+        1,
+        "a lost claim writes nothing"
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_claim_waits_while_an_older_execution_of_the_thread_is_unfinished(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+
+    assert!(matches!(
+        claim_as(&pool, SECOND, "w1").await,
+        ClaimOutcome::WaitingForThread
+    ));
+    let first = claimed(&pool, FIRST, "w1").await;
+    assert!(matches!(
+        claim_as(&pool, SECOND, "w2").await,
+        ClaimOutcome::WaitingForThread
+    ));
+    assert!(dispatch::finish(&pool, &first.lease(), &completed("one"))
+        .await
+        .unwrap());
+    let second = claimed(&pool, SECOND, "w2").await;
+    assert_eq!(second.attempt, 1);
+    assert!(matches!(
+        claim_as(&pool, FIRST, "w2").await,
+        ClaimOutcome::Finished
+    ));
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn an_expired_lease_is_reclaimed_as_the_next_attempt_adopting_the_receipt(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    claimed(&pool, FIRST, "w1").await;
+    expire_lease(&pool, FIRST).await;
+
+    let outcome = dispatch::claim(&pool, FIRST, "w2", None, MINUTE, MINUTE, MINUTE)
+        .await
+        .unwrap();
+
+    let ClaimOutcome::Claimed(reclaimed) = outcome else {
+        panic!("not reclaimed: {outcome:?}");
+    };
+    assert_eq!((reclaimed.worker_id.as_str(), reclaimed.attempt), ("w2", 2));
+    assert_eq!(
+        reclaimed.queue_receipt.as_deref(),
+        Some("receipt-1"),
+        "the dead holder's queue message is adopted"
+    );
+    let states: Vec<_> = trail(&pool, FIRST).await.into_iter().map(|e| e.1).collect();
+    assert_eq!(states[1]["attempt"], 2);
+    assert_eq!(states[1]["worker_id"], "w2");
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_heartbeat_extends_the_lease_and_reports_cancel_and_deadlines(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    expire_lease(&pool, FIRST).await;
+
+    let beat = dispatch::heartbeat(&pool, &lease, MINUTE).await.unwrap();
+
+    assert_eq!(
+        beat,
+        Some(dispatch::Heartbeat {
+            cancel_requested: false,
+            silence_exceeded: false,
+            hard_exceeded: false
+        })
+    );
+    let live: bool = sqlx::query_scalar(
+        "SELECT lease_expires_at > now() + interval '50 seconds' FROM executions
+         WHERE execution_id = $1",
+    )
+    .bind(FIRST)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(live, "the heartbeat extended the lease");
+    sqlx::query(
+        "UPDATE executions SET status = 'cancel_requested',
+             silence_deadline_at = now() - interval '1 second',
+             hard_deadline_at = now() - interval '1 second'
+         WHERE execution_id = $1",
+    )
+    .bind(FIRST)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let beat = dispatch::heartbeat(&pool, &lease, MINUTE).await.unwrap();
+    assert_eq!(
+        beat,
+        Some(dispatch::Heartbeat {
+            cancel_requested: true,
+            silence_exceeded: true,
+            hard_exceeded: true
+        })
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn the_turn_takes_its_own_messages_and_records_its_sandbox(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+
+    let messages = dispatch::take_turn_messages(&pool, &lease, "sbx-a")
+        .await
+        .unwrap()
+        .expect("held");
+
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, format!("msg_{FIRST}"));
+    let (sandbox, sent): (Option<String>, bool) = sqlx::query_as(
+        "SELECT sandbox_id, turn_sent_at IS NOT NULL FROM executions WHERE execution_id = $1",
+    )
+    .bind(FIRST)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sandbox.as_deref(), sent), (Some("sbx-a"), true));
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn harness_events_are_appended_in_order_and_push_the_silence_deadline(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    sqlx::query(
+        "UPDATE executions SET silence_deadline_at = now() - interval '1 second'
+         WHERE execution_id = $1",
+    )
+    .bind(FIRST)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let batch: Vec<Value> = (1..=3)
+        .map(|seq| json!({"type": "heartbeat", "seq": seq, "execution_id": FIRST}))
+        .collect();
+
+    assert!(
+        dispatch::record_start(&pool, &lease, &json!({"sandbox_id": "sbx-a"}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        dispatch::append_harness_events(&pool, &lease, MINUTE, &batch)
+            .await
+            .unwrap()
+    );
+
+    let events = trail(&pool, FIRST).await;
+    assert_eq!(events[1].0, "execution_started");
+    let seqs: Vec<_> = events[2..]
+        .iter()
+        .map(|(kind, json)| (kind.as_str(), json["seq"].as_i64()))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            ("harness_event", Some(1)),
+            ("harness_event", Some(2)),
+            ("harness_event", Some(3))
+        ]
+    );
+    let beat = dispatch::heartbeat(&pool, &lease, MINUTE)
+        .await
+        .unwrap()
+        .expect("held");
+    assert!(!beat.silence_exceeded, "output is progress");
+    assert_eq!(dispatch::max_harness_seq(&pool, FIRST).await.unwrap(), 3);
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_finish_writes_status_events_and_outbox_at_once_and_only_once(pool: PgPool) {
+    seed(&pool, FIRST, true).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+
+    assert!(dispatch::finish(&pool, &lease, &completed("PONG"))
+        .await
+        .unwrap());
+    assert!(
+        !dispatch::finish(&pool, &lease, &completed("again"))
+            .await
+            .unwrap(),
+        "a finished execution is not finished twice"
+    );
+
+    let (status, result, agent, completed_at): (String, Option<String>, Option<String>, bool) =
+        sqlx::query_as(
+            "SELECT status, result_text, agent_thread_id, completed_at IS NOT NULL
+             FROM executions WHERE execution_id = $1",
+        )
+        .bind(FIRST)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            status.as_str(),
+            result.as_deref(),
+            agent.as_deref(),
+            completed_at
+        ),
+        ("completed", Some("PONG"), Some("session-1"), true)
+    );
+    let events = trail(&pool, FIRST).await;
+    let kinds: Vec<_> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "execution_state",
+            "execution_state",
+            "execution_summary",
+            "final_delivery_ready"
+        ]
+    );
+    assert_eq!(
+        events[1].1,
+        json!({"status": "completed", "terminal_reason": "completed", "result_text": "PONG"})
+    );
+    assert_eq!(events[2].1, json!({"status": "completed"}));
+    assert_eq!(events[3].1["status"], "completed");
+    assert_eq!(events[3].1["delivery"]["platform"], "slack");
+    let (state, payload): (String, Value) =
+        sqlx::query_as("SELECT state, payload FROM delivery_outbox WHERE execution_id = $1")
+            .bind(FIRST)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), payload),
+        ("pending", json!({"text": "PONG"}))
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_failure_records_its_error_text_and_no_delivery_event_without_an_outbox(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    let failure = Finish {
+        reason: TerminalReason::SandboxLost,
+        result_text: None,
+        error_text: Some("sandbox_lost: sandbox sbx-a is gone mid-turn (deleted)".into()),
+        agent_thread_id: None,
+        summary: json!({}),
+        delivery_payload: json!({}),
+    };
+
+    assert!(dispatch::finish(&pool, &lease, &failure).await.unwrap());
+
+    assert_eq!(row(&pool, FIRST).await.0, "failed_permanent");
+    let kinds: Vec<_> = trail(&pool, FIRST)
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["execution_state", "execution_state", "execution_summary"]
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_hand_back_makes_the_execution_retry_wait_for_the_next_claim(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+
+    assert!(
+        dispatch::hand_back(&pool, &lease, "database or queue error: connection reset")
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(row(&pool, FIRST).await, ("retry_wait".into(), None, 1));
+    assert_eq!(
+        trail(&pool, FIRST).await[1],
+        (
+            "execution_state".to_owned(),
+            json!({"status": "retry_wait", "reason": "database or queue error: connection reset"})
+        )
+    );
+    assert!(
+        !dispatch::hand_back(&pool, &lease, "twice").await.unwrap(),
+        "handed back already"
+    );
+    let next = claimed(&pool, FIRST, "w2").await;
+    assert_eq!((next.status.as_str(), next.attempt), ("running", 2));
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_cancel_requested_execution_handed_back_keeps_its_cancel_and_ends_its_lease(
+    pool: PgPool,
+) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    sqlx::query("UPDATE executions SET status = 'cancel_requested' WHERE execution_id = $1")
+        .bind(FIRST)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    assert!(dispatch::hand_back(&pool, &lease, "store error")
+        .await
+        .unwrap());
+
+    let next = claimed(&pool, FIRST, "w2").await;
+    assert_eq!(
+        (next.status.as_str(), next.attempt),
+        ("cancel_requested", 2),
+        "the lease ended at once and the cancel is carried on"
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_start_retry_is_recorded_once_and_read_back(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+
+    let retry = start_retries::record(&pool, &lease, "sbx-a-r1", "clone: 403")
+        .await
+        .unwrap()
+        .expect("recorded");
+
+    assert_eq!(retry.sandbox_id, "sbx-a-r1");
+    assert_eq!(
+        start_retries::load(&pool, FIRST).await.unwrap(),
+        Some(retry)
+    );
+    assert_eq!(
+        start_retries::record(&pool, &lease, "sbx-a-r1", "again")
+            .await
+            .unwrap(),
+        None,
+        "at most one start retry per execution"
+    );
+}
+
+/// Every fenced write of `stale`, none of which may change anything.
+async fn every_write_of(pool: &PgPool, stale: &Lease) -> Vec<(&'static str, bool)> {
+    let batch = [json!({"type": "heartbeat", "seq": 9})];
+    vec![
+        (
+            "heartbeat",
+            dispatch::heartbeat(pool, stale, MINUTE)
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "take_turn_messages",
+            dispatch::take_turn_messages(pool, stale, "sbx-stale")
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "record_start",
+            dispatch::record_start(pool, stale, &json!({"sandbox_id": "sbx-stale"}))
+                .await
+                .unwrap(),
+        ),
+        (
+            "append_harness_events",
+            dispatch::append_harness_events(pool, stale, MINUTE, &batch)
+                .await
+                .unwrap(),
+        ),
+        (
+            "start_retries::record",
+            start_retries::record(pool, stale, "sbx-stale-r1", "stale")
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "finish",
+            dispatch::finish(pool, stale, &completed("stale"))
+                .await
+                .unwrap(),
+        ),
+        (
+            "hand_back",
+            dispatch::hand_back(pool, stale, "stale").await.unwrap(),
+        ),
+    ]
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_dispatcher_whose_lease_was_taken_over_can_change_nothing(pool: PgPool) {
+    seed(&pool, FIRST, true).await;
+    let stale = claimed(&pool, FIRST, "w1").await.lease();
+    expire_lease(&pool, FIRST).await;
+    let current = claimed(&pool, FIRST, "w2").await.lease();
+    let events_before = trail(&pool, FIRST).await;
+
+    let writes = every_write_of(&pool, &stale).await;
+
+    assert!(
+        writes.iter().all(|(_, changed)| !changed),
+        "a stale holder changed something: {writes:?}"
+    );
+    assert_eq!(
+        trail(&pool, FIRST).await,
+        events_before,
+        "no event was appended"
+    );
+    assert_eq!(
+        row(&pool, FIRST).await,
+        ("running".into(), Some("w2".into()), 2)
+    );
+    let (sandbox, outbox): (Option<String>, String) = sqlx::query_as(
+        "SELECT e.sandbox_id, o.state FROM executions e
+         JOIN delivery_outbox o USING (execution_id) WHERE e.execution_id = $1",
+    )
+    .bind(FIRST)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sandbox, outbox.as_str()), (None, "awaiting_terminal"));
+    assert!(
+        dispatch::heartbeat(&pool, &current, MINUTE)
+            .await
+            .unwrap()
+            .is_some(),
+        "the new holder still holds it"
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn the_same_worker_reclaiming_its_expired_lease_fences_off_its_older_attempt(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let older = claimed(&pool, FIRST, "w1").await.lease();
+    expire_lease(&pool, FIRST).await;
+    let newer = claimed(&pool, FIRST, "w1").await.lease();
+    assert_eq!(newer.attempt, 2);
+    let events_before = trail(&pool, FIRST).await;
+
+    let writes = every_write_of(&pool, &older).await;
+
+    assert!(
+        writes.iter().all(|(_, changed)| !changed),
+        "the older attempt changed something: {writes:?}"
+    );
+    assert_eq!(trail(&pool, FIRST).await, events_before);
+    assert!(dispatch::finish(&pool, &newer, &completed("PONG"))
+        .await
+        .unwrap());
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_finished_execution_takes_no_more_writes_from_its_holder(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    assert!(dispatch::finish(&pool, &lease, &completed("PONG"))
+        .await
+        .unwrap());
+    let events_before = trail(&pool, FIRST).await;
+
+    let writes = every_write_of(&pool, &lease).await;
+
+    assert!(writes.iter().all(|(_, changed)| !changed), "{writes:?}");
+    assert_eq!(trail(&pool, FIRST).await, events_before);
+}
