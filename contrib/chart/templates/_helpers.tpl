@@ -151,6 +151,14 @@ seccompProfile:
 - name: SLACK_BOT_USER_ID
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.slack.allowedTeams }}
+- name: SLACK_ALLOWED_TEAMS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.slack.allowedBots }}
+- name: SLACK_ALLOWED_BOTS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* The thread workspace settings (AGENT_REPO, AGENT_REPOS_ALLOWED) the API and the dispatcher read. */}}
