@@ -1,49 +1,44 @@
-//! Runs one claimed execution: gets the sandbox, sends (or resumes) the turn, stores the
-//! harness's events, keeps the lease, watches cancel and deadlines, and finishes the
-//! execution exactly once.
+//! Drives one claimed execution. The decisions — when the turn is sent, resumed or
+//! interrupted, what a line, a heartbeat, a cancel, a deadline or the end of the stream
+//! does to it, when a start failure is retried, what a database error means — are the turn
+//! state machine's ([`centaur_core::turn`]); this module feeds it what happens (the claim,
+//! the result of each effect, the sandbox's lines, heartbeats, timers) and carries out the
+//! effects it returns.
 
-use crate::start_failure::{self, StartWatch, Verdict};
-use crate::Dispatcher;
 use crate::{sandboxes, transcript};
-use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId, TerminalReason};
+use crate::{DispatchError, Dispatcher};
+use centaur_core::turn::{
+    self, Beat, ClaimKind, Effect, Ending, HarnessSignal, Input, Phase, SandboxLine, SandboxState,
+    SessionEnd, StoredAttempt, Turn, TurnEnd, TurnSetup,
+};
+use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId};
 use centaur_harness::{
     ContentBlock, HarnessEvent, SandboxInput, SandboxOutput, TurnMessage, TurnStatus, Workspace,
 };
-use centaur_sandbox::{Attachment, SandboxStatus};
-use centaur_store::dispatch::{self, ClaimedExecution, Finish, TurnMessageRow};
-use centaur_store::start_retries::{self, StartRetry};
-use centaur_store::{history, sessions, StoreError};
+use centaur_sandbox::{Attachment, SandboxError, SandboxStatus};
+use centaur_store::dispatch::{self, ClaimedExecution, Finish, Lease, TurnMessageRow};
+use centaur_store::{history, sessions, start_retries, StoreError};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::time::{Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
 
 /// How long a cancelled turn may take to stop after `interrupt` before its sandbox is stopped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
-/// Harness events are stored in batches at least this often.
+/// Harness events are stored at least this often (or once `turn::FLUSH_AT` wait).
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// ... or when this many are pending.
-const FLUSH_AT: usize = 64;
+/// An exiting sandbox gets this long to be seen as exited after its stream ends.
+const EXIT_SETTLE: Duration = Duration::from_millis(100);
 /// A message for an execution still waiting behind an older one comes back after this.
 pub const THREAD_BUSY_DELAY: Duration = Duration::from_secs(2);
 
-/// How driving an execution ended.
-enum Outcome {
-    /// Finish the execution.
-    Finished(Finish),
-    /// The stream ended but the sandbox lives: hand the execution back for re-attach.
-    HandBack(String),
-    /// Another worker holds the lease now: touch nothing.
-    LeaseLost,
-    /// The harness failed to start (`<step>: <cause>`) before any model output: retried
-    /// once in a fresh sandbox, then the execution fails (see `start_failure`).
-    StartFailed(String),
-}
-
-/// Drives `execution` to its end; `receipt` is the queue message that woke it (none when
-/// recovered from an expired lease). Always releases the in-process marker and the slot.
+/// Drives `execution` to its end; `receipt` is the queue message behind the claim (the
+/// claimer's own, or the one a dead holder received). Always releases the in-process
+/// marker and the slot.
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
     execution: ClaimedExecution,
@@ -57,11 +52,9 @@ pub async fn run(
         attempt = execution.attempt,
     );
     async {
-        let started = Instant::now();
         metrics::gauge!("centaur_dispatcher_running_executions").increment(1.0);
-        let mut driver = Driver::new(&dispatcher, &execution, receipt.clone());
-        let outcome = driver.drive().await;
-        driver.settle(outcome, started).await;
+        let mut driver = Driver::new(&dispatcher, &execution, receipt);
+        driver.drive().await;
         metrics::gauge!("centaur_dispatcher_running_executions").decrement(1.0);
     }
     .instrument(span)
@@ -69,32 +62,708 @@ pub async fn run(
     dispatcher.end(&execution.execution_id);
 }
 
+/// What the sandbox's side of the turn woke the driver with.
+enum Wake {
+    Line(Option<Result<String, SandboxError>>),
+    Flush,
+    Heartbeat,
+    CancelGrace,
+}
+
+/// Carries out one turn's effects.
 struct Driver<'a> {
     dispatcher: &'a Dispatcher,
     execution: &'a ClaimedExecution,
+    lease: Lease,
     receipt: Option<String>,
-    harness: String,
-    sandbox_id: Option<SandboxId>,
-    stored_seq: u64,
-    event_count: u64,
-    pending: Vec<Value>,
-    last_error: Option<String>,
-    cancel_sent_at: Option<Instant>,
-    /// What the current attempt of the turn showed (did the harness start?).
-    start_watch: StartWatch,
-    /// The recorded start retry, once the turn was sent to a fresh sandbox.
-    start_retry: Option<StartRetry>,
+    harness: Option<Harness>,
+    execution_id: Option<ExecutionId>,
+    attachment: Option<Attachment>,
+    /// Armed when an interrupt is sent: the turn must end before it fires.
+    cancel_grace: Option<Pin<Box<Sleep>>>,
+    started: Instant,
 }
 
-fn finish(reason: TerminalReason, error_text: Option<String>) -> Outcome {
-    Outcome::Finished(Finish {
-        reason,
-        result_text: None,
-        error_text,
-        agent_thread_id: None,
-        summary: Value::Null,
-        delivery_payload: Value::Null,
-    })
+impl<'a> Driver<'a> {
+    fn new(
+        dispatcher: &'a Dispatcher,
+        execution: &'a ClaimedExecution,
+        receipt: Option<String>,
+    ) -> Self {
+        Self {
+            dispatcher,
+            execution,
+            lease: execution.lease(),
+            receipt,
+            harness: execution.harness.parse().ok(),
+            execution_id: ExecutionId::parse(&execution.execution_id),
+            attachment: None,
+            cancel_grace: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// What the claim found, for the machine's first input.
+    fn claim_kind(&self) -> ClaimKind {
+        let execution = self.execution;
+        if self.harness.is_none() {
+            return ClaimKind::Unrunnable {
+                reason: format!("unknown harness '{}'", execution.harness),
+            };
+        }
+        if self.execution_id.is_none() {
+            return ClaimKind::Unrunnable {
+                reason: format!("malformed execution id '{}'", execution.execution_id),
+            };
+        }
+        match (&execution.turn_sent_at, &execution.sandbox_id) {
+            (Some(_), Some(sandbox_id)) => ClaimKind::Reattach {
+                sandbox_id: SandboxId::from_stored(sandbox_id.clone()),
+            },
+            _ => ClaimKind::Fresh,
+        }
+    }
+
+    /// Feeds the machine until it is done: the result of each effect, and while the turn
+    /// streams, the sandbox's lines, the flush and heartbeat timers and the cancel grace.
+    async fn drive(&mut self) {
+        let config = &self.dispatcher.config;
+        let mut turn = Turn::new(TurnSetup::new(
+            &self.execution.execution_id,
+            &self.execution.harness,
+            config.silence_timeout,
+            config.hard_timeout,
+        ));
+        let mut flush = timer(FLUSH_EVERY);
+        let mut heartbeat = timer((config.lease / 3).max(Duration::from_millis(200)));
+        let mut inputs = VecDeque::from([Input::Claimed(self.claim_kind())]);
+        loop {
+            while let Some(input) = inputs.pop_front() {
+                for effect in turn.on(input) {
+                    if let Some(result) = self.perform(effect, &turn).await {
+                        inputs.push_back(result);
+                    }
+                }
+            }
+            if turn.is_done() {
+                return;
+            }
+            if turn.phase() != Phase::Streaming {
+                tracing::error!(
+                    phase = ?turn.phase(),
+                    "the turn waits for an input nothing will give; leaving the lease to expire"
+                );
+                return;
+            }
+            let sandbox = turn.sandbox_id().cloned();
+            inputs.push_back(
+                self.next_stream_input(sandbox, &mut flush, &mut heartbeat)
+                    .await,
+            );
+        }
+    }
+
+    /// Waits for what happens next while the turn streams.
+    async fn next_stream_input(
+        &mut self,
+        sandbox: Option<SandboxId>,
+        flush: &mut Interval,
+        heartbeat: &mut Interval,
+    ) -> Input {
+        let wake = {
+            let Some(attachment) = self.attachment.as_mut() else {
+                return self.stream_ended(sandbox).await;
+            };
+            let grace = async {
+                match self.cancel_grace.as_mut() {
+                    Some(grace) => grace.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                line = attachment.output.next() => Wake::Line(line),
+                _ = flush.tick() => Wake::Flush,
+                _ = heartbeat.tick() => Wake::Heartbeat,
+                () = grace => Wake::CancelGrace,
+            }
+        };
+        match wake {
+            Wake::Line(Some(Ok(line))) => {
+                Input::Line(sandbox_line(&self.execution.execution_id, &line))
+            }
+            Wake::Line(Some(Err(err))) => {
+                tracing::warn!(%err, "reading the sandbox's output failed");
+                self.stream_ended(sandbox).await
+            }
+            Wake::Line(None) => self.stream_ended(sandbox).await,
+            Wake::Flush => Input::FlushDue,
+            Wake::Heartbeat => Input::Heartbeat(self.heartbeat().await),
+            Wake::CancelGrace => {
+                self.cancel_grace = None;
+                Input::CancelGraceElapsed
+            }
+        }
+    }
+
+    /// The stream ended: what the backend says about the sandbox, a moment later.
+    async fn stream_ended(&mut self, sandbox: Option<SandboxId>) -> Input {
+        self.attachment = None;
+        let Some(id) = sandbox else {
+            return Input::StreamEnded(SandboxState::Gone {
+                detail: "no sandbox".into(),
+            });
+        };
+        tokio::time::sleep(EXIT_SETTLE).await;
+        Input::StreamEnded(sandbox_state(self.dispatcher.backend.status(&id).await))
+    }
+
+    /// Carries out one effect; returns its result when the machine awaits one.
+    async fn perform(&mut self, effect: Effect, turn: &Turn) -> Option<Input> {
+        let result = match effect {
+            Effect::ReadBack => self.read_back().await,
+            Effect::AcquireSandbox => self.acquire().await,
+            Effect::CreateSandbox(id) => self.create(id).await,
+            Effect::RecordStart {
+                sandbox_id,
+                retry_of,
+            } => self.record_start(&sandbox_id, retry_of).await,
+            Effect::Attach(id) => self.attach(&id).await,
+            Effect::Reattach(id) => self.reattach(&id).await,
+            Effect::SendTurn(id) => self.send_turn(&id).await,
+            Effect::SendResume { after_seq } => self.send_resume(after_seq).await,
+            Effect::AppendHarnessEvents(batch) => self.append(&batch).await,
+            Effect::RecordStartRetry {
+                sandbox_id,
+                first_failure,
+            } => self.record_start_retry(&sandbox_id, &first_failure).await,
+            Effect::Finish(ending) => self.finish(ending, turn).await,
+            Effect::HandBack { why, retry_after } => self.hand_back(&why, retry_after).await,
+            effect => {
+                self.carry_out(effect).await;
+                return None;
+            }
+        };
+        Some(result)
+    }
+
+    /// Carries out an effect whose result the machine does not await (each failure is
+    /// logged: nothing the turn depends on hangs on it).
+    async fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::SendInterrupt => self.send_interrupt().await,
+            Effect::StopSandbox {
+                sandbox_id,
+                session,
+            } => self.stop_sandbox(&sandbox_id, session).await,
+            Effect::MarkSandboxLost(id) => self.end_session(&id, SessionEnd::Lost).await,
+            Effect::ExtendQueueMessage => self.extend_queue_message().await,
+            Effect::RecordSessionTurn {
+                sandbox_id,
+                agent_thread_id,
+            } => self.record_session_turn(&sandbox_id, agent_thread_id).await,
+            Effect::ReleaseThread => self.release_thread().await,
+            Effect::Requeue { after } => self.requeue(after).await,
+            Effect::GiveUpLease { why } => {
+                tracing::warn!(%why, "touching nothing more; the lease will expire and the turn be continued")
+            }
+            awaited => tracing::error!(?awaited, "an awaited effect was carried out blind"),
+        }
+    }
+
+    /// What earlier attempts stored: the start retry, the highest `seq` and the deciding
+    /// events of the current sandbox.
+    async fn read_back(&mut self) -> Input {
+        let pool = &self.dispatcher.pool;
+        let execution_id = &self.execution.execution_id;
+        let read = async {
+            let retry = start_retries::load(pool, execution_id).await?;
+            let after = retry.as_ref().map_or(0, |retry| retry.event_id);
+            let record = start_retries::attempt_record(pool, execution_id, after).await?;
+            Ok::<_, StoreError>(StoredAttempt {
+                start_retry: retry.map(|retry| turn::StartRetry {
+                    sandbox_id: SandboxId::from_stored(retry.sandbox_id),
+                    first_failure: retry.first_failure,
+                }),
+                max_seq: record.max_seq,
+                signals: record
+                    .events
+                    .into_iter()
+                    .filter_map(|stored| serde_json::from_value::<SandboxOutput>(stored).ok())
+                    .map(|output| signal(&output.event))
+                    .collect(),
+            })
+        };
+        match read.await {
+            Ok(stored) => Input::ReadBack(stored),
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    async fn acquire(&mut self) -> Input {
+        let (Some(harness), Some(execution_id)) = (self.harness, &self.execution_id) else {
+            return Input::SandboxCouldNotStart("the execution cannot run".into());
+        };
+        let acquired = sandboxes::acquire(
+            self.dispatcher,
+            &self.execution.thread_key,
+            execution_id,
+            harness,
+        )
+        .await;
+        sandbox_ready(acquired)
+    }
+
+    async fn create(&mut self, id: SandboxId) -> Input {
+        let Some(harness) = self.harness else {
+            return Input::SandboxCouldNotStart("the execution cannot run".into());
+        };
+        let created =
+            sandboxes::create_for_thread(self.dispatcher, &self.execution.thread_key, id, harness)
+                .await;
+        sandbox_ready(created)
+    }
+
+    /// The `execution_started` event (`retry_of`: the first attempt's start failure).
+    async fn record_start(&mut self, id: &SandboxId, retry_of: Option<String>) -> Input {
+        let mut started = json!({
+            "harness": self.execution.harness,
+            "sandbox_id": id.as_str(),
+            "queue_delay_ms": self.execution.queue_delay_ms(),
+            "attempt": self.execution.attempt,
+        });
+        if let Some(first_failure) = retry_of {
+            started["start_retry"] = json!({ "first_failure": first_failure });
+        }
+        match dispatch::record_start(&self.dispatcher.pool, &self.lease, &started).await {
+            Ok(true) => Input::StartRecorded,
+            Ok(false) => Input::LeaseLost,
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    async fn attach(&mut self, id: &SandboxId) -> Input {
+        match self.dispatcher.backend.attach(id).await {
+            Ok(attachment) => {
+                self.attachment = Some(attachment);
+                Input::Attached
+            }
+            Err(err) => Input::AttachFailed(SandboxState::Gone {
+                detail: err.to_string(),
+            }),
+        }
+    }
+
+    /// Re-attach after a reclaim: only to a sandbox the backend still sees alive.
+    async fn reattach(&mut self, id: &SandboxId) -> Input {
+        let state = sandbox_state(self.dispatcher.backend.status(id).await);
+        if state != SandboxState::Alive {
+            return Input::AttachFailed(state);
+        }
+        self.attach(id).await
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<(), SandboxError> {
+        match self.attachment.as_mut() {
+            Some(attachment) => attachment.input.send_line(line).await,
+            None => Err(SandboxError::Io("not attached to the sandbox".into())),
+        }
+    }
+
+    /// Binds the turn to sandbox `id` and writes the turn line.
+    async fn send_turn(&mut self, id: &SandboxId) -> Input {
+        let dispatcher = self.dispatcher;
+        let execution = self.execution;
+        let workspace =
+            match workspace(execution, dispatcher.config.workspace.default_repo.as_ref()) {
+                Ok(workspace) => workspace,
+                Err(reason) => return Input::TurnUnsendable(reason),
+            };
+        let continuity = match self.continuity(id).await {
+            Ok(continuity) => continuity,
+            Err(err) => return failed(err.into()),
+        };
+        let messages =
+            match dispatch::take_turn_messages(&dispatcher.pool, &self.lease, id.as_str()).await {
+                Ok(Some(messages)) => messages,
+                Ok(None) => return Input::LeaseLost,
+                Err(err) => return failed(err.into()),
+            };
+        if continuity.transcript.is_some() {
+            tracing::info!(
+                sandbox_id = %id,
+                "the sandbox did not run the thread's previous turn; the turn carries the thread's transcript"
+            );
+        }
+        let context = TurnContext {
+            continuity,
+            workspace,
+            instructions: instructions(execution),
+            env: sandboxes::turn_env(dispatcher, &execution.thread_key, id),
+        };
+        let line = turn_line(execution, &messages, context);
+        match self.send_line(&line).await {
+            Ok(()) => Input::TurnSent,
+            Err(err) => Input::SendFailed(err.to_string()),
+        }
+    }
+
+    /// Asks the sandbox to replay what was not stored.
+    async fn send_resume(&mut self, after_seq: u64) -> Input {
+        let resume = SandboxInput::Resume {
+            execution_id: self.execution.execution_id.clone(),
+            after_seq,
+        };
+        match self.send_line(&resume.to_line()).await {
+            Ok(()) => {
+                tracing::info!(after_seq, "re-attached to the sandbox");
+                Input::ResumeSent
+            }
+            Err(err) => Input::SendFailed(err.to_string()),
+        }
+    }
+
+    /// Asks the harness to stop and arms the cancel grace.
+    async fn send_interrupt(&mut self) {
+        tracing::info!("cancel requested; interrupting the turn");
+        let interrupt = SandboxInput::Interrupt {
+            execution_id: self.execution.execution_id.clone(),
+        };
+        if let Err(err) = self.send_line(&interrupt.to_line()).await {
+            tracing::warn!(%err, "could not send the interrupt; the sandbox is stopped after the grace");
+        }
+        self.cancel_grace = Some(Box::pin(tokio::time::sleep(CANCEL_GRACE)));
+    }
+
+    async fn append(&mut self, batch: &[Value]) -> Input {
+        metrics::counter!("centaur_harness_events_total", "harness" => self.execution.harness.clone())
+            .increment(batch.len() as u64);
+        let silence = self.dispatcher.config.silence_timeout;
+        match dispatch::append_harness_events(&self.dispatcher.pool, &self.lease, silence, batch)
+            .await
+        {
+            Ok(true) => Input::Appended,
+            Ok(false) => Input::LeaseLost,
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    async fn record_start_retry(&mut self, id: &SandboxId, first_failure: &str) -> Input {
+        match start_retries::record(
+            &self.dispatcher.pool,
+            &self.lease,
+            id.as_str(),
+            first_failure,
+        )
+        .await
+        {
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    first_failure,
+                    sandbox_id = %id,
+                    "the harness failed to start; retrying the turn once in a fresh sandbox"
+                );
+                Input::StartRetryRecorded
+            }
+            Ok(None) => Input::LeaseLost,
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    /// Stops a sandbox and ends its session row.
+    async fn stop_sandbox(&mut self, id: &SandboxId, session: SessionEnd) {
+        if let Err(err) = self.dispatcher.backend.stop(id).await {
+            tracing::warn!(sandbox_id = %id, %err, "could not stop the sandbox; orphan collection will");
+        }
+        self.end_session(id, session).await;
+    }
+
+    async fn end_session(&mut self, id: &SandboxId, session: SessionEnd) {
+        if let Err(err) = sessions::end(
+            &self.dispatcher.pool,
+            &self.execution.thread_key,
+            id.as_str(),
+            session.as_str(),
+        )
+        .await
+        {
+            tracing::warn!(sandbox_id = %id, %err, state = session.as_str(), "could not end the sandbox's session; the reaper will");
+        }
+    }
+
+    async fn extend_queue_message(&mut self) {
+        let Some(receipt) = &self.receipt else {
+            return;
+        };
+        let visibility = self.dispatcher.config.queue_visibility;
+        if let Err(err) = self.dispatcher.queue.extend(receipt, visibility).await {
+            tracing::warn!(%err, "could not extend the queue message visibility");
+        }
+    }
+
+    /// Writes the end: the terminal status, its events and summary, the outbox row.
+    async fn finish(&mut self, ending: Ending, turn: &Turn) -> Input {
+        let execution = self.execution;
+        let status = ending.reason.status();
+        let summary = json!({
+            "status": status.as_str(),
+            "terminal_reason": ending.reason.as_str(),
+            "duration_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "harness_event_count": turn.event_count(),
+            "queue_delay_ms": execution.queue_delay_ms(),
+            "attempt": execution.attempt,
+            "sandbox_id": turn.sandbox_id().map(SandboxId::as_str),
+            "start_retried": turn.start_retried(),
+        });
+        let delivery_payload = centaur_core::delivery::payload(
+            &execution.execution_id,
+            ending.reason,
+            ending.result_text.as_deref(),
+        );
+        let end = Finish {
+            reason: ending.reason,
+            result_text: ending.result_text,
+            error_text: ending.error_text,
+            agent_thread_id: ending.agent_thread_id,
+            summary,
+            delivery_payload,
+        };
+        match dispatch::finish(&self.dispatcher.pool, &self.lease, &end).await {
+            Ok(true) => {
+                metrics::counter!(
+                    "centaur_executions_finished_total",
+                    "harness" => execution.harness.clone(),
+                    "status" => status.as_str(),
+                    "reason" => end.reason.as_str(),
+                )
+                .increment(1);
+                tracing::info!(
+                    status = status.as_str(),
+                    reason = end.reason.as_str(),
+                    error_text = end.error_text.as_deref(),
+                    "execution finished"
+                );
+                Input::Finished
+            }
+            Ok(false) => {
+                tracing::info!("the execution is no longer this worker's to finish");
+                Input::FinishRefused
+            }
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    async fn hand_back(&mut self, why: &str, retry_after: Duration) -> Input {
+        tracing::warn!(%why, ?retry_after, "handing the execution back to run again");
+        match dispatch::hand_back(&self.dispatcher.pool, &self.lease, why).await {
+            Ok(true) => Input::HandedBack,
+            Ok(false) => Input::LeaseLost,
+            Err(err) => failed(err.into()),
+        }
+    }
+
+    async fn record_session_turn(&mut self, id: &SandboxId, agent_thread_id: Option<String>) {
+        if let Err(err) = sessions::record_turn(
+            &self.dispatcher.pool,
+            &self.execution.thread_key,
+            id.as_str(),
+            agent_thread_id.as_deref(),
+        )
+        .await
+        {
+            tracing::warn!(%err, "could not record the harness session; the next turn carries the transcript instead");
+        }
+    }
+
+    /// The execution is over: its queue message goes, the thread's next turn is woken.
+    async fn release_thread(&mut self) {
+        let queue = &self.dispatcher.queue;
+        if let Some(receipt) = &self.receipt {
+            if let Err(err) = queue.delete(receipt).await {
+                tracing::warn!(%err, "could not delete the queue message; a claim will find the execution finished");
+            }
+        }
+        let next = match dispatch::next_waiting_on_thread(
+            &self.dispatcher.pool,
+            &self.execution.thread_key,
+        )
+        .await
+        {
+            Ok(next) => next,
+            Err(err) => {
+                tracing::warn!(%err, "could not find the thread's next execution; the sweep will wake it");
+                return;
+            }
+        };
+        if let Some(next) = next {
+            let message = centaur_queue::QueueMessage {
+                execution_id: next.execution_id,
+                thread_key: next.thread_key,
+            };
+            if let Err(err) = queue.send(&message).await {
+                tracing::warn!(%err, "could not wake the thread's next execution; the sweep will");
+            }
+        }
+    }
+
+    /// Wakes the handed-back execution again after `delay`.
+    async fn requeue(&mut self, delay: Duration) {
+        let queue = &self.dispatcher.queue;
+        let result = match &self.receipt {
+            Some(receipt) => queue.release(receipt, delay).await,
+            None => {
+                queue
+                    .send(&centaur_queue::QueueMessage {
+                        execution_id: self.execution.execution_id.clone(),
+                        thread_key: self.execution.thread_key.clone(),
+                    })
+                    .await
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(%err, "could not re-queue; the sweep will");
+        }
+    }
+
+    /// What the heartbeat found (and the lease extended).
+    async fn heartbeat(&mut self) -> Beat {
+        let config = &self.dispatcher.config;
+        match dispatch::heartbeat(&self.dispatcher.pool, &self.lease, config.lease).await {
+            Ok(Some(beat)) => Beat::Held {
+                cancel_requested: beat.cancel_requested,
+                silence_exceeded: beat.silence_exceeded,
+                hard_exceeded: beat.hard_exceeded,
+            },
+            Ok(None) => Beat::Lost,
+            Err(err) => {
+                tracing::warn!(%err, "heartbeat failed; will retry");
+                Beat::Failed
+            }
+        }
+    }
+
+    /// A turn in the sandbox that ran the thread's previous turn resumes the harness's own
+    /// session; any other sandbox (or one with no session to resume) gets the thread's
+    /// transcript and never a session id.
+    async fn continuity(&mut self, id: &SandboxId) -> Result<Continuity, StoreError> {
+        let pool = &self.dispatcher.pool;
+        let execution = self.execution;
+        let previous =
+            history::previous_turn_sandbox(pool, &execution.thread_key, &execution.execution_id)
+                .await?;
+        if previous.as_deref() == Some(id.as_str()) {
+            let session =
+                sessions::resumable_agent_thread(pool, &execution.thread_key, id.as_str()).await?;
+            if session.is_some() {
+                return Ok(Continuity {
+                    agent_thread_id: session,
+                    transcript: None,
+                });
+            }
+        }
+        let rows = history::before_execution(
+            pool,
+            &execution.thread_key,
+            &execution.execution_id,
+            transcript::MAX_ENTRIES,
+        )
+        .await?;
+        let more_exist = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= transcript::MAX_ENTRIES;
+        Ok(Continuity {
+            agent_thread_id: None,
+            transcript: transcript::build(&rows, transcript::BUDGET_BYTES, more_exist),
+        })
+    }
+}
+
+/// A timer that ticks every `period`, first after one period, never in bursts.
+fn timer(period: Duration) -> Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+/// How a failure reaches the machine: a database or queue error as such (the turn is
+/// handed back), a sandbox one as a sandbox that could not be reached.
+fn failed(err: DispatchError) -> Input {
+    if err.is_transient() {
+        Input::StoreFailed(err.to_string())
+    } else {
+        Input::SandboxCouldNotStart(err.to_string())
+    }
+}
+
+/// The result of getting a sandbox, as the machine's input.
+fn sandbox_ready(result: Result<SandboxId, DispatchError>) -> Input {
+    match result {
+        Ok(id) => Input::SandboxReady(id),
+        Err(err) => failed(err),
+    }
+}
+
+/// What the backend's answer says about a sandbox (an unanswered question: gone).
+fn sandbox_state(status: Result<SandboxStatus, SandboxError>) -> SandboxState {
+    match status {
+        Ok(SandboxStatus::Pending | SandboxStatus::Running) => SandboxState::Alive,
+        Ok(SandboxStatus::Exited { code, detail }) => SandboxState::Exited { code, detail },
+        Ok(SandboxStatus::Gone { detail }) => SandboxState::Gone { detail },
+        Err(err) => SandboxState::Gone {
+            detail: err.to_string(),
+        },
+    }
+}
+
+/// One stdout line of the sandbox, as the machine sees it.
+fn sandbox_line(execution_id: &str, line: &str) -> SandboxLine {
+    let output = match SandboxOutput::parse(line) {
+        Ok(output) => output,
+        Err(err) => {
+            return SandboxLine::Unreadable {
+                error: err.to_string(),
+                line: line.to_owned(),
+            }
+        }
+    };
+    if output.execution_id != execution_id {
+        return SandboxLine::OtherExecution;
+    }
+    if output.event == HarnessEvent::TurnUnknown {
+        return SandboxLine::TurnUnknown;
+    }
+    SandboxLine::Event {
+        seq: output.seq,
+        signal: signal(&output.event),
+        stored: serde_json::to_value(&output).unwrap_or(Value::Null),
+    }
+}
+
+/// What a harness event means to the turn.
+fn signal(event: &HarnessEvent) -> HarnessSignal {
+    match event {
+        HarnessEvent::AssistantDelta { .. }
+        | HarnessEvent::AssistantMessage { .. }
+        | HarnessEvent::ToolCall { .. }
+        | HarnessEvent::ToolResult { .. }
+        | HarnessEvent::Command { .. } => HarnessSignal::ModelOutput,
+        HarnessEvent::Error { kind, message } => HarnessSignal::Error {
+            kind: kind.clone(),
+            message: message.clone(),
+        },
+        HarnessEvent::TurnDone {
+            status,
+            result_text,
+            agent_thread_id,
+            error,
+        } => HarnessSignal::TurnDone(TurnEnd {
+            ok: *status == TurnStatus::Ok,
+            result_text: result_text.clone(),
+            agent_thread_id: agent_thread_id.clone(),
+            error: error.clone(),
+        }),
+        HarnessEvent::TurnStarted { .. }
+        | HarnessEvent::Usage { .. }
+        | HarnessEvent::Heartbeat
+        | HarnessEvent::TurnUnknown => HarnessSignal::Other,
+    }
 }
 
 /// Whether a turn resumes the harness's own session or carries the thread's transcript.
@@ -179,841 +848,6 @@ fn instructions(execution: &ClaimedExecution) -> Option<String> {
         .agents_md_override
         .clone()
         .filter(|text| !text.trim().is_empty())
-}
-
-impl<'a> Driver<'a> {
-    fn new(
-        dispatcher: &'a Dispatcher,
-        execution: &'a ClaimedExecution,
-        receipt: Option<String>,
-    ) -> Self {
-        Self {
-            dispatcher,
-            execution,
-            receipt,
-            harness: execution.harness.clone(),
-            sandbox_id: execution.sandbox_id.clone().map(SandboxId::from_stored),
-            stored_seq: 0,
-            event_count: 0,
-            pending: Vec::new(),
-            last_error: None,
-            cancel_sent_at: None,
-            start_watch: StartWatch::default(),
-            start_retry: None,
-        }
-    }
-
-    async fn drive(&mut self) -> Outcome {
-        let Ok(harness) = self.execution.harness.parse::<Harness>() else {
-            return finish(
-                TerminalReason::SandboxStartFailed,
-                Some(format!(
-                    "sandbox_start_failed: unknown harness '{}'",
-                    self.execution.harness
-                )),
-            );
-        };
-        let mut outcome = self.first_attempt(harness).await;
-        // A harness that failed to start gets one more attempt, in a fresh sandbox.
-        while let Outcome::StartFailed(failure) = outcome {
-            outcome = match start_failure::verdict(&failure, self.start_retry.is_some()) {
-                Verdict::Retry => self.retry_in_fresh_sandbox(harness, &failure).await,
-                Verdict::GiveUp { error_text } => self.give_up(error_text).await,
-            };
-        }
-        outcome
-    }
-
-    /// Starts the turn, or continues it after a reclaim (re-attach, or a start retry that
-    /// was decided but not sent yet).
-    async fn first_attempt(&mut self, harness: Harness) -> Outcome {
-        let attachment = if self.execution.turn_was_sent() {
-            match start_retries::load(&self.dispatcher.pool, &self.execution.execution_id).await {
-                Ok(retry) => self.start_retry = retry,
-                Err(err) => {
-                    return Outcome::HandBack(format!("could not read the start retry: {err}"))
-                }
-            }
-            if self.retry_not_sent_yet() {
-                return self.run_retry(harness).await;
-            }
-            match self.reattach().await {
-                Ok(attachment) => attachment,
-                Err(outcome) => return outcome,
-            }
-        } else {
-            match self.start_turn(harness).await {
-                Ok(attachment) => attachment,
-                Err(outcome) => return outcome,
-            }
-        };
-        self.read(attachment).await
-    }
-
-    /// True when a start retry was recorded but the turn never reached its fresh sandbox.
-    fn retry_not_sent_yet(&self) -> bool {
-        self.start_retry.as_ref().is_some_and(|retry| {
-            self.sandbox_id.as_ref().map(SandboxId::as_str) != Some(retry.sandbox_id.as_str())
-        })
-    }
-
-    /// Records the start retry (at most one per execution, fenced by the lease) and runs it.
-    async fn retry_in_fresh_sandbox(&mut self, harness: Harness, failure: &str) -> Outcome {
-        let Some(execution_id) = ExecutionId::parse(&self.execution.execution_id) else {
-            return finish(
-                TerminalReason::SandboxStartFailed,
-                Some(start_failure::error_text(failure)),
-            );
-        };
-        let fresh = start_failure::retry_sandbox_id(&execution_id);
-        match start_retries::record(
-            &self.dispatcher.pool,
-            &self.execution.lease(),
-            fresh.as_str(),
-            failure,
-        )
-        .await
-        {
-            Ok(Some(retry)) => self.start_retry = Some(retry),
-            Ok(None) => {
-                tracing::warn!("lost the lease before retrying the start");
-                return Outcome::LeaseLost;
-            }
-            Err(err) => {
-                return Outcome::HandBack(format!("could not record the start retry: {err}"))
-            }
-        }
-        tracing::warn!(
-            first_failure = failure,
-            sandbox_id = %fresh,
-            "the harness failed to start; retrying the turn once in a fresh sandbox"
-        );
-        self.run_retry(harness).await
-    }
-
-    /// Sends the turn to the recorded retry's fresh sandbox (created, or adopted after a
-    /// crash) after discarding the sandbox that failed, and reads it.
-    async fn run_retry(&mut self, harness: Harness) -> Outcome {
-        let Some(retry) = self.start_retry.clone() else {
-            return finish(
-                TerminalReason::SandboxStartFailed,
-                Some("sandbox_start_failed: no start retry was recorded".into()),
-            );
-        };
-        let fresh = SandboxId::from_stored(retry.sandbox_id.clone());
-        if let Some(failed) = self.sandbox_id.clone().filter(|id| *id != fresh) {
-            self.discard_sandbox(&failed, "failed").await;
-        }
-        self.begin_attempt(fresh.clone());
-        let id = match sandboxes::create_for_thread(
-            self.dispatcher,
-            &self.execution.thread_key,
-            fresh,
-            harness,
-        )
-        .await
-        {
-            Ok(id) => id,
-            Err(reason) => {
-                return finish(
-                    TerminalReason::SandboxStartFailed,
-                    Some(format!("sandbox_start_failed: {reason}")),
-                )
-            }
-        };
-        match self.open(harness, id, Some(&retry.first_failure)).await {
-            Ok(attachment) => self.read(attachment).await,
-            Err(outcome) => outcome,
-        }
-    }
-
-    /// Forgets what an earlier attempt showed: the next events come from sandbox `id`.
-    fn begin_attempt(&mut self, id: SandboxId) {
-        self.sandbox_id = Some(id);
-        self.stored_seq = 0;
-        self.last_error = None;
-        self.start_watch = StartWatch::default();
-    }
-
-    /// The retried start failed too: the sandbox is discarded and the execution fails.
-    async fn give_up(&mut self, error_text: String) -> Outcome {
-        tracing::warn!(%error_text, "the harness failed to start again; the turn fails");
-        if let Some(id) = self.sandbox_id.clone() {
-            self.discard_sandbox(&id, "failed").await;
-        }
-        finish(TerminalReason::SandboxStartFailed, Some(error_text))
-    }
-
-    /// Stops a sandbox and ends its session row as `state` (best effort).
-    async fn discard_sandbox(&self, id: &SandboxId, state: &str) {
-        if let Err(err) = self.dispatcher.backend.stop(id).await {
-            tracing::warn!(sandbox_id = %id, %err, "could not stop the sandbox; orphan collection will");
-        }
-        if let Err(err) = sessions::end(
-            &self.dispatcher.pool,
-            &self.execution.thread_key,
-            id.as_str(),
-            state,
-        )
-        .await
-        {
-            tracing::warn!(sandbox_id = %id, %err, "could not end the sandbox's session");
-        }
-    }
-
-    /// Re-attach after a crash: the sandbox replays what we missed (or says it never got
-    /// the turn, which `read` answers by sending it).
-    async fn reattach(&mut self) -> Result<Attachment, Outcome> {
-        let backend = &self.dispatcher.backend;
-        let Some(id) = self.sandbox_id.clone() else {
-            return Err(finish(
-                TerminalReason::SandboxLost,
-                Some("sandbox_lost: no sandbox recorded".into()),
-            ));
-        };
-        self.read_back_attempt().await?;
-        let status = backend
-            .status(&id)
-            .await
-            .unwrap_or_else(|err| SandboxStatus::Gone {
-                detail: err.to_string(),
-            });
-        if !status.is_alive() {
-            return Err(self.lost(&id, &status).await);
-        }
-        let mut attachment = match backend.attach(&id).await {
-            Ok(attachment) => attachment,
-            Err(err) => {
-                return Err(self
-                    .lost(
-                        &id,
-                        &SandboxStatus::Gone {
-                            detail: err.to_string(),
-                        },
-                    )
-                    .await)
-            }
-        };
-        let resume = SandboxInput::Resume {
-            execution_id: self.execution.execution_id.clone(),
-            after_seq: self.stored_seq,
-        };
-        if let Err(err) = attachment.input.send_line(&resume.to_line()).await {
-            return Err(Outcome::HandBack(format!("could not resume: {err}")));
-        }
-        tracing::info!(sandbox_id = %id, after_seq = self.stored_seq, "re-attached to the sandbox");
-        Ok(attachment)
-    }
-
-    /// Reads back what was stored of the current attempt: the `seq` to resume after, what
-    /// the start watch needs, and the end of the turn if it was stored before a crash (then
-    /// the turn is concluded from it: the sandbox would have nothing left to replay).
-    async fn read_back_attempt(&mut self) -> Result<(), Outcome> {
-        let after_event_id = self.start_retry.as_ref().map_or(0, |retry| retry.event_id);
-        let record = start_retries::attempt_record(
-            &self.dispatcher.pool,
-            &self.execution.execution_id,
-            after_event_id,
-        )
-        .await
-        .map_err(|err| Outcome::HandBack(format!("could not read the stored events: {err}")))?;
-        self.stored_seq = record.max_seq;
-        let mut done = None;
-        for stored in record.events {
-            let Ok(output) = serde_json::from_value::<SandboxOutput>(stored) else {
-                continue;
-            };
-            match output.event {
-                HarnessEvent::TurnDone { .. } => done = Some(output.event),
-                event => self.observe(&event),
-            }
-        }
-        if let Some(HarnessEvent::TurnDone {
-            status,
-            result_text,
-            agent_thread_id,
-            error,
-        }) = done
-        {
-            tracing::info!(
-                "the turn had ended before the re-attach; finishing it from its stored end"
-            );
-            return Err(self.turn_done(status, result_text, agent_thread_id, error));
-        }
-        Ok(())
-    }
-
-    async fn start_turn(&mut self, harness: Harness) -> Result<Attachment, Outcome> {
-        let dispatcher = self.dispatcher;
-        let execution_id = ExecutionId::parse(&self.execution.execution_id).ok_or_else(|| {
-            finish(
-                TerminalReason::SandboxStartFailed,
-                Some("malformed execution id".into()),
-            )
-        })?;
-        let id = sandboxes::acquire(
-            dispatcher,
-            &self.execution.thread_key,
-            &execution_id,
-            harness,
-        )
-        .await
-        .map_err(|reason| {
-            finish(
-                TerminalReason::SandboxStartFailed,
-                Some(format!("sandbox_start_failed: {reason}")),
-            )
-        })?;
-        self.open(harness, id, None).await
-    }
-
-    /// Records the start in sandbox `id` (`retry_of`: the first attempt's start failure),
-    /// attaches and sends the turn.
-    async fn open(
-        &mut self,
-        harness: Harness,
-        id: SandboxId,
-        retry_of: Option<&str>,
-    ) -> Result<Attachment, Outcome> {
-        let dispatcher = self.dispatcher;
-        self.sandbox_id = Some(id.clone());
-        let mut started = json!({
-            "harness": harness.as_str(),
-            "sandbox_id": id.as_str(),
-            "queue_delay_ms": self.execution.queue_delay_ms(),
-            "attempt": self.execution.attempt,
-        });
-        if let Some(first_failure) = retry_of {
-            started["start_retry"] = json!({ "first_failure": first_failure });
-        }
-        match dispatch::record_start(&dispatcher.pool, &self.execution.lease(), &started).await {
-            Ok(true) => {}
-            Ok(false) => return Err(Outcome::LeaseLost),
-            Err(err) => {
-                return Err(Outcome::HandBack(format!(
-                    "could not record the start: {err}"
-                )))
-            }
-        }
-        let mut attachment = dispatcher.backend.attach(&id).await.map_err(|err| {
-            finish(
-                TerminalReason::SandboxStartFailed,
-                Some(format!("sandbox_start_failed: {err}")),
-            )
-        })?;
-        self.send_turn(&mut attachment, &id).await?;
-        Ok(attachment)
-    }
-
-    async fn send_turn(
-        &mut self,
-        attachment: &mut Attachment,
-        id: &SandboxId,
-    ) -> Result<(), Outcome> {
-        let dispatcher = self.dispatcher;
-        let execution = self.execution;
-        let workspace = workspace(execution, dispatcher.config.workspace.default_repo.as_ref())
-            .map_err(|reason| {
-                finish(
-                    TerminalReason::SandboxStartFailed,
-                    Some(format!("sandbox_start_failed: {reason}")),
-                )
-            })?;
-        let continuity = self.continuity(id).await.map_err(|err| {
-            Outcome::HandBack(format!("could not read the thread's history: {err}"))
-        })?;
-        let messages =
-            dispatch::take_turn_messages(&dispatcher.pool, &execution.lease(), id.as_str())
-                .await
-                .map_err(|err| {
-                    Outcome::HandBack(format!("could not hand the messages to the turn: {err}"))
-                })?
-                .ok_or(Outcome::LeaseLost)?;
-        if continuity.transcript.is_some() {
-            tracing::info!(
-                sandbox_id = %id,
-                "the sandbox did not run the thread's previous turn; the turn carries the thread's transcript"
-            );
-        }
-        let context = TurnContext {
-            continuity,
-            workspace,
-            instructions: instructions(execution),
-            env: sandboxes::turn_env(dispatcher, &execution.thread_key, id),
-        };
-        let line = turn_line(execution, &messages, context);
-        attachment
-            .input
-            .send_line(&line)
-            .await
-            .map_err(|err| Outcome::HandBack(format!("could not write the turn: {err}")))
-    }
-
-    /// A turn in the sandbox that ran the thread's previous turn resumes the harness's own
-    /// session; any other sandbox (or one with no session to resume) gets the thread's
-    /// transcript and never a session id.
-    async fn continuity(&self, id: &SandboxId) -> Result<Continuity, StoreError> {
-        let pool = &self.dispatcher.pool;
-        let execution = self.execution;
-        let previous =
-            history::previous_turn_sandbox(pool, &execution.thread_key, &execution.execution_id)
-                .await?;
-        if previous.as_deref() == Some(id.as_str()) {
-            let session =
-                sessions::resumable_agent_thread(pool, &execution.thread_key, id.as_str()).await?;
-            if session.is_some() {
-                return Ok(Continuity {
-                    agent_thread_id: session,
-                    transcript: None,
-                });
-            }
-        }
-        let rows = history::before_execution(
-            pool,
-            &execution.thread_key,
-            &execution.execution_id,
-            transcript::MAX_ENTRIES,
-        )
-        .await?;
-        let more_exist = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= transcript::MAX_ENTRIES;
-        Ok(Continuity {
-            agent_thread_id: None,
-            transcript: transcript::build(&rows, transcript::BUDGET_BYTES, more_exist),
-        })
-    }
-
-    async fn lost(&self, id: &SandboxId, status: &SandboxStatus) -> Outcome {
-        let detail = match status {
-            SandboxStatus::Exited {
-                code: Some(code),
-                detail,
-            } => format!("exited with code {code}: {detail}"),
-            SandboxStatus::Exited { code: None, detail } | SandboxStatus::Gone { detail } => {
-                detail.clone()
-            }
-            other => format!("{other:?}"),
-        };
-        let _ = sessions::end(
-            &self.dispatcher.pool,
-            &self.execution.thread_key,
-            id.as_str(),
-            "lost",
-        )
-        .await;
-        finish(
-            TerminalReason::SandboxLost,
-            Some(format!(
-                "sandbox_lost: sandbox {id} is gone mid-turn ({detail})"
-            )),
-        )
-    }
-
-    async fn flush(&mut self) -> Result<(), Outcome> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.pending);
-        metrics::counter!("centaur_harness_events_total", "harness" => self.harness.clone())
-            .increment(batch.len() as u64);
-        match dispatch::append_harness_events(
-            &self.dispatcher.pool,
-            &self.execution.lease(),
-            self.dispatcher.config.silence_timeout,
-            &batch,
-        )
-        .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Outcome::LeaseLost),
-            Err(err) => Err(Outcome::HandBack(format!(
-                "could not store harness events: {err}"
-            ))),
-        }
-    }
-
-    /// Reads events until the turn ends, the stream ends, or the lease, cancel or a
-    /// deadline ends the execution.
-    async fn read(&mut self, mut attachment: Attachment) -> Outcome {
-        let config = &self.dispatcher.config;
-        let mut flush_timer = tokio::time::interval(FLUSH_EVERY);
-        let mut heartbeat =
-            tokio::time::interval((config.lease / 3).max(Duration::from_millis(200)));
-        heartbeat.tick().await;
-        loop {
-            tokio::select! {
-                line = attachment.output.next() => {
-                    let Some(Ok(line)) = line else {
-                        if let Err(outcome) = self.flush().await {
-                            return outcome;
-                        }
-                        return self.stream_ended().await;
-                    };
-                    if let Some(outcome) = self.on_line(&line, &mut attachment).await {
-                        return outcome;
-                    }
-                    if self.pending.len() >= FLUSH_AT {
-                        if let Err(outcome) = self.flush().await {
-                            return outcome;
-                        }
-                    }
-                }
-                _ = flush_timer.tick() => {
-                    if let Err(outcome) = self.flush().await {
-                        return outcome;
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if let Some(outcome) = self.on_heartbeat(&mut attachment).await {
-                        return outcome;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn on_line(&mut self, line: &str, attachment: &mut Attachment) -> Option<Outcome> {
-        let output = match SandboxOutput::parse(line) {
-            Ok(output) => output,
-            Err(err) => {
-                self.pending.push(json!({
-                    "type": "error", "kind": "malformed_output",
-                    "message": format!("{err}"), "line": line.chars().take(2000).collect::<String>(),
-                }));
-                return None;
-            }
-        };
-        if output.execution_id != self.execution.execution_id {
-            return None;
-        }
-        if output.event == HarnessEvent::TurnUnknown {
-            let id = self.sandbox_id.clone()?;
-            tracing::info!("the sandbox never received the turn; sending it now");
-            return self.send_turn(attachment, &id).await.err();
-        }
-        if output.seq <= self.stored_seq {
-            return None;
-        }
-        self.stored_seq = output.seq;
-        self.event_count += 1;
-        self.observe(&output.event);
-        let done = match &output.event {
-            HarnessEvent::TurnDone {
-                status,
-                result_text,
-                agent_thread_id,
-                error,
-            } => Some((
-                *status,
-                result_text.clone(),
-                agent_thread_id.clone(),
-                error.clone(),
-            )),
-            _ => None,
-        };
-        self.pending
-            .push(serde_json::to_value(&output).unwrap_or(Value::Null));
-        let (status, result_text, agent_thread_id, error) = done?;
-        if let Err(outcome) = self.flush().await {
-            return Some(outcome);
-        }
-        Some(self.turn_done(status, result_text, agent_thread_id, error))
-    }
-
-    /// Takes an event of the current attempt into account (last error, start watch).
-    fn observe(&mut self, event: &HarnessEvent) {
-        if let HarnessEvent::Error { message, .. } = event {
-            self.last_error = Some(message.clone());
-        }
-        self.start_watch.observe(event);
-    }
-
-    /// How the end of the turn ends the execution.
-    fn turn_done(
-        &self,
-        status: TurnStatus,
-        result_text: Option<String>,
-        agent_thread_id: Option<String>,
-        error: Option<String>,
-    ) -> Outcome {
-        let cancelled = self.cancel_sent_at.is_some();
-        if status == TurnStatus::Error && !cancelled {
-            if let Some(failure) = self.start_watch.start_failure() {
-                return Outcome::StartFailed(failure.to_owned());
-            }
-        }
-        Outcome::Finished(match (status, cancelled) {
-            (_, true) => Finish {
-                reason: TerminalReason::Cancelled,
-                result_text: None,
-                error_text: None,
-                agent_thread_id,
-                summary: Value::Null,
-                delivery_payload: Value::Null,
-            },
-            (TurnStatus::Ok, false) => Finish {
-                reason: TerminalReason::Completed,
-                result_text: Some(result_text.unwrap_or_default()),
-                error_text: None,
-                agent_thread_id,
-                summary: Value::Null,
-                delivery_payload: Value::Null,
-            },
-            (TurnStatus::Error, false) => Finish {
-                reason: TerminalReason::HarnessError,
-                result_text,
-                error_text: Some(format!(
-                    "harness_error: {} reported: {}",
-                    self.harness,
-                    error
-                        .or_else(|| self.last_error.clone())
-                        .unwrap_or_else(|| "unknown error".into())
-                )),
-                agent_thread_id,
-                summary: Value::Null,
-                delivery_payload: Value::Null,
-            },
-        })
-    }
-
-    async fn on_heartbeat(&mut self, attachment: &mut Attachment) -> Option<Outcome> {
-        let dispatcher = self.dispatcher;
-        let config = &dispatcher.config;
-        let beat = match dispatch::heartbeat(
-            &dispatcher.pool,
-            &self.execution.lease(),
-            config.lease,
-        )
-        .await
-        {
-            Ok(Some(beat)) => beat,
-            Ok(None) => {
-                tracing::warn!("lost the lease; another dispatcher owns this execution now");
-                return Some(Outcome::LeaseLost);
-            }
-            Err(err) => {
-                tracing::warn!(%err, "heartbeat failed; will retry");
-                return None;
-            }
-        };
-        if let Some(receipt) = &self.receipt {
-            if let Err(err) = dispatcher
-                .queue
-                .extend(receipt, config.queue_visibility)
-                .await
-            {
-                tracing::warn!(%err, "could not extend the queue message visibility");
-            }
-        }
-        if beat.cancel_requested {
-            match self.cancel_sent_at {
-                None => {
-                    tracing::info!("cancel requested; interrupting the turn");
-                    let interrupt = SandboxInput::Interrupt {
-                        execution_id: self.execution.execution_id.clone(),
-                    };
-                    let _ = attachment.input.send_line(&interrupt.to_line()).await;
-                    self.cancel_sent_at = Some(Instant::now());
-                }
-                Some(sent) if sent.elapsed() > CANCEL_GRACE => {
-                    if let Some(id) = &self.sandbox_id {
-                        let _ = dispatcher.backend.stop(id).await;
-                        let _ = sessions::end(
-                            &dispatcher.pool,
-                            &self.execution.thread_key,
-                            id.as_str(),
-                            "stopped",
-                        )
-                        .await;
-                    }
-                    return Some(finish(TerminalReason::Cancelled, None));
-                }
-                Some(_) => {}
-            }
-        }
-        if beat.hard_exceeded {
-            return Some(
-                self.deadline(TerminalReason::HardDeadlineExceeded, config.hard_timeout)
-                    .await,
-            );
-        }
-        if beat.silence_exceeded {
-            return Some(
-                self.deadline(
-                    TerminalReason::SilenceDeadlineExceeded,
-                    config.silence_timeout,
-                )
-                .await,
-            );
-        }
-        None
-    }
-
-    async fn deadline(&mut self, reason: TerminalReason, limit: Duration) -> Outcome {
-        let _ = self.flush().await;
-        if let Some(id) = &self.sandbox_id {
-            let _ = self.dispatcher.backend.stop(id).await;
-            let _ = sessions::end(
-                &self.dispatcher.pool,
-                &self.execution.thread_key,
-                id.as_str(),
-                "stopped",
-            )
-            .await;
-        }
-        let what = match reason {
-            TerminalReason::HardDeadlineExceeded => "ran longer than the hard deadline",
-            _ => "produced no output for longer than the silence timeout",
-        };
-        finish(
-            reason,
-            Some(format!(
-                "{reason}: the turn {what} ({}s); the sandbox was stopped",
-                limit.as_secs()
-            )),
-        )
-    }
-
-    async fn stream_ended(&mut self) -> Outcome {
-        let Some(id) = self.sandbox_id.clone() else {
-            return finish(
-                TerminalReason::SandboxLost,
-                Some("sandbox_lost: no sandbox".into()),
-            );
-        };
-        // Give an exiting process a moment to be seen as exited.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let status = self
-            .dispatcher
-            .backend
-            .status(&id)
-            .await
-            .unwrap_or_else(|err| SandboxStatus::Gone {
-                detail: err.to_string(),
-            });
-        if status.is_alive() && self.cancel_sent_at.is_none() {
-            return Outcome::HandBack(format!(
-                "output stream of {id} closed while it is still alive"
-            ));
-        }
-        if self.cancel_sent_at.is_some() {
-            return finish(TerminalReason::Cancelled, None);
-        }
-        self.lost(&id, &status).await
-    }
-
-    /// Writes the outcome: finish (summary, outbox, session), hand back, or nothing.
-    async fn settle(&mut self, outcome: Outcome, started: Instant) {
-        let dispatcher = self.dispatcher;
-        let execution = self.execution;
-        let pool = &dispatcher.pool;
-        let outcome = match outcome {
-            // `drive` turns every start failure into a retry or a finish; never left over.
-            Outcome::StartFailed(failure) => finish(
-                TerminalReason::SandboxStartFailed,
-                Some(start_failure::error_text(&failure)),
-            ),
-            other => other,
-        };
-        match outcome {
-            Outcome::StartFailed(_) | Outcome::LeaseLost => return,
-            Outcome::HandBack(why) => {
-                tracing::warn!(%why, "handing the execution back for re-attach");
-                if let Ok(true) = dispatch::hand_back(pool, &execution.lease(), &why).await {
-                    self.requeue_self(Duration::from_secs(1)).await;
-                }
-                return;
-            }
-            Outcome::Finished(mut end) => {
-                let status = end.reason.status();
-                end.summary = json!({
-                    "status": status.as_str(),
-                    "terminal_reason": end.reason.as_str(),
-                    "duration_ms": started.elapsed().as_millis() as u64,
-                    "harness_event_count": self.event_count,
-                    "queue_delay_ms": execution.queue_delay_ms(),
-                    "attempt": execution.attempt,
-                    "sandbox_id": self.sandbox_id.as_ref().map(SandboxId::as_str),
-                    "start_retried": self.start_retry.is_some(),
-                });
-                end.delivery_payload = centaur_core::delivery::payload(
-                    &execution.execution_id,
-                    end.reason,
-                    end.result_text.as_deref(),
-                );
-                match dispatch::finish(pool, &execution.lease(), &end).await {
-                    Ok(true) => {
-                        metrics::counter!(
-                            "centaur_executions_finished_total",
-                            "harness" => self.harness.clone(),
-                            "status" => status.as_str(),
-                            "reason" => end.reason.as_str(),
-                        )
-                        .increment(1);
-                        tracing::info!(
-                            status = status.as_str(),
-                            reason = end.reason.as_str(),
-                            "execution finished"
-                        );
-                        if let (TerminalReason::Completed, Some(id)) =
-                            (end.reason, &self.sandbox_id)
-                        {
-                            let _ = sessions::record_turn(
-                                pool,
-                                &execution.thread_key,
-                                id.as_str(),
-                                end.agent_thread_id.as_deref(),
-                            )
-                            .await;
-                        }
-                    }
-                    Ok(false) => tracing::info!("execution was already finished elsewhere"),
-                    Err(err) => {
-                        tracing::error!(%err, "could not finish the execution; its lease will expire and it will be retried");
-                        return;
-                    }
-                }
-            }
-        }
-        if let Some(receipt) = &self.receipt {
-            if let Err(err) = dispatcher.queue.delete(receipt).await {
-                tracing::warn!(%err, "could not delete the queue message");
-            }
-        }
-        self.wake_next().await;
-    }
-
-    async fn requeue_self(&self, delay: Duration) {
-        let queue = &self.dispatcher.queue;
-        let result = match &self.receipt {
-            Some(receipt) => queue.release(receipt, delay).await,
-            None => {
-                queue
-                    .send(&centaur_queue::QueueMessage {
-                        execution_id: self.execution.execution_id.clone(),
-                        thread_key: self.execution.thread_key.clone(),
-                    })
-                    .await
-            }
-        };
-        if let Err(err) = result {
-            tracing::warn!(%err, "could not re-queue; the sweep will");
-        }
-    }
-
-    async fn wake_next(&self) {
-        let pool = &self.dispatcher.pool;
-        if let Ok(Some(next)) =
-            dispatch::next_waiting_on_thread(pool, &self.execution.thread_key).await
-        {
-            let message = centaur_queue::QueueMessage {
-                execution_id: next.execution_id,
-                thread_key: next.thread_key,
-            };
-            if let Err(err) = self.dispatcher.queue.send(&message).await {
-                tracing::warn!(%err, "could not wake the thread's next execution; the sweep will");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1150,5 +984,145 @@ mod tests {
         assert_eq!(agent_thread_id.as_deref(), Some("thread-123"));
         assert_eq!(workspace, None);
         assert_eq!(instructions, None, "blank instructions are none");
+    }
+
+    #[test]
+    fn sandbox_lines_become_the_machines_inputs() {
+        let id = "exe_0123456789abcdef";
+        let done = SandboxOutput {
+            execution_id: id.into(),
+            seq: 3,
+            event: HarnessEvent::TurnDone {
+                status: TurnStatus::Error,
+                result_text: None,
+                agent_thread_id: Some("s-1".into()),
+                error: Some("boom".into()),
+            },
+        };
+        let SandboxLine::Event {
+            seq,
+            signal,
+            stored,
+        } = sandbox_line(id, &done.to_line())
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(seq, 3);
+        assert_eq!(
+            signal,
+            HarnessSignal::TurnDone(TurnEnd {
+                ok: false,
+                result_text: None,
+                agent_thread_id: Some("s-1".into()),
+                error: Some("boom".into()),
+            })
+        );
+        assert_eq!(stored["type"], "turn.done");
+        assert_eq!(stored["seq"], 3);
+        let unknown = SandboxOutput {
+            execution_id: id.into(),
+            seq: 0,
+            event: HarnessEvent::TurnUnknown,
+        };
+        assert_eq!(
+            sandbox_line(id, &unknown.to_line()),
+            SandboxLine::TurnUnknown
+        );
+        assert_eq!(
+            sandbox_line("exe_00000000000000ff", &unknown.to_line()),
+            SandboxLine::OtherExecution
+        );
+        assert!(matches!(
+            sandbox_line(id, "not json"),
+            SandboxLine::Unreadable { line, .. } if line == "not json"
+        ));
+    }
+
+    #[test]
+    fn model_output_errors_and_the_rest_are_told_apart() {
+        let output = [
+            HarnessEvent::AssistantDelta { text: "a".into() },
+            HarnessEvent::AssistantMessage { text: "a".into() },
+            HarnessEvent::ToolCall {
+                id: None,
+                name: "shell".into(),
+                input: Value::Null,
+            },
+            HarnessEvent::ToolResult {
+                id: None,
+                output: Value::Null,
+                is_error: false,
+            },
+            HarnessEvent::Command {
+                command: "ls".into(),
+                exit_code: Some(0),
+                output: None,
+            },
+        ];
+        for event in output {
+            assert_eq!(signal(&event), HarnessSignal::ModelOutput, "{event:?}");
+        }
+        assert_eq!(
+            signal(&HarnessEvent::Error {
+                kind: "auth".into(),
+                message: "401".into()
+            }),
+            HarnessSignal::Error {
+                kind: "auth".into(),
+                message: "401".into()
+            }
+        );
+        for event in [
+            HarnessEvent::Heartbeat,
+            HarnessEvent::Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+            },
+            HarnessEvent::TurnStarted {
+                harness: "codex".into(),
+                cli_present: Some(true),
+                cli_version: None,
+            },
+        ] {
+            assert_eq!(signal(&event), HarnessSignal::Other, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_sandbox_the_backend_cannot_answer_for_is_gone() {
+        assert_eq!(
+            sandbox_state(Ok(SandboxStatus::Pending)),
+            SandboxState::Alive
+        );
+        assert_eq!(
+            sandbox_state(Ok(SandboxStatus::Exited {
+                code: Some(1),
+                detail: "exit".into()
+            })),
+            SandboxState::Exited {
+                code: Some(1),
+                detail: "exit".into()
+            }
+        );
+        assert_eq!(
+            sandbox_state(Err(SandboxError::Backend("pods \"x\" not found".into()))),
+            SandboxState::Gone {
+                detail: "sandbox backend error: pods \"x\" not found".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_database_error_reaches_the_machine_as_such_and_a_sandbox_error_as_a_start_failure() {
+        let db = DispatchError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert!(matches!(failed(db), Input::StoreFailed(text) if text.contains("pool timed out")));
+        let backend = DispatchError::Sandbox(SandboxError::StartFailed {
+            id: "sbx-a".into(),
+            reason: "image pull".into(),
+        });
+        assert!(matches!(
+            sandbox_ready(Err(backend)),
+            Input::SandboxCouldNotStart(text) if text.contains("image pull")
+        ));
     }
 }

@@ -7,11 +7,12 @@
 pub mod consumer;
 pub mod context;
 pub mod delivery;
+pub mod error;
 pub mod executor;
 pub mod health;
 pub mod maintenance;
 pub mod sandboxes;
-pub mod start_failure;
 pub mod transcript;
 
 pub use context::Dispatcher;
+pub use error::DispatchError;

@@ -1,7 +1,7 @@
 //! Getting a sandbox for a thread (its live session, a warm one, or a new one) and the
 //! environment a sandbox receives: placeholders and a scoped token, never a real secret.
 
-use crate::Dispatcher;
+use crate::{DispatchError, Dispatcher};
 use centaur_auth::sandbox_token;
 use centaur_core::{ExecutionId, Harness, SandboxId};
 use centaur_sandbox::SandboxSpec;
@@ -90,17 +90,17 @@ pub fn spec(
 /// The thread's sandbox: its live session if the backend says it is alive (same harness),
 /// else a ready warm one, else a new one named after the execution. The session row is
 /// written before the backend creates anything, so orphan collection never sees it unowned.
+/// A database error is returned as such ([`DispatchError::Store`]), never as a sandbox
+/// that could not start: the turn is handed back, not failed.
 pub async fn acquire(
     dispatcher: &Dispatcher,
     thread_key: &str,
     execution_id: &ExecutionId,
     harness: Harness,
-) -> Result<SandboxId, String> {
+) -> Result<SandboxId, DispatchError> {
     let pool = &dispatcher.pool;
     let backend = &dispatcher.backend;
-    let db =
-        |err: centaur_store::StoreError| format!("database error while choosing a sandbox: {err}");
-    if let Some(session) = sessions::live(pool, thread_key).await.map_err(db)? {
+    if let Some(session) = sessions::live(pool, thread_key).await? {
         let id = SandboxId::from_stored(session.sandbox_id.clone());
         let alive = backend
             .status(&id)
@@ -110,31 +110,28 @@ pub async fn acquire(
             return Ok(id);
         }
         if alive {
-            let _ = backend.stop(&id).await;
+            // Another harness's sandbox: stopped here; if that fails, orphan collection
+            // stops it once its session no longer owns it.
+            if let Err(err) = backend.stop(&id).await {
+                tracing::warn!(sandbox_id = %id, %err, "could not stop the thread's sandbox of another harness");
+            }
         }
         let state = if alive { "stopped" } else { "lost" };
-        sessions::end(pool, thread_key, &session.sandbox_id, state)
-            .await
-            .map_err(db)?;
+        sessions::end(pool, thread_key, &session.sandbox_id, state).await?;
     }
     let config = &dispatcher.config.sandbox;
     if config.warm_pool_enabled && config.warm_pool_harness == harness {
-        if let Some(warm_id) = warm::claim_ready(pool, harness.as_str(), thread_key)
-            .await
-            .map_err(db)?
-        {
+        if let Some(warm_id) = warm::claim_ready(pool, harness.as_str(), thread_key).await? {
             let id = SandboxId::from_stored(warm_id);
             if backend
                 .status(&id)
                 .await
                 .is_ok_and(|status| status.is_alive())
             {
-                sessions::set_live(pool, thread_key, id.as_str(), harness.as_str())
-                    .await
-                    .map_err(db)?;
+                sessions::set_live(pool, thread_key, id.as_str(), harness.as_str()).await?;
                 return Ok(id);
             }
-            warm::remove(pool, id.as_str()).await.map_err(db)?;
+            warm::remove(pool, id.as_str()).await?;
         }
     }
     create_for_thread(
@@ -148,27 +145,22 @@ pub async fn acquire(
 
 /// Creates sandbox `id` for the thread (adopting it if it already exists) and makes it the
 /// thread's live session. The session row is written first, so orphan collection never
-/// sees the sandbox unowned; a new sandbox starts a new harness session.
+/// sees the sandbox unowned; a new sandbox starts a new harness session. A backend failure
+/// is [`DispatchError::Sandbox`], a database one [`DispatchError::Store`].
 pub async fn create_for_thread(
     dispatcher: &Dispatcher,
     thread_key: &str,
     id: SandboxId,
     harness: Harness,
-) -> Result<SandboxId, String> {
+) -> Result<SandboxId, DispatchError> {
     let pool = &dispatcher.pool;
-    let db =
-        |err: centaur_store::StoreError| format!("database error while creating a sandbox: {err}");
-    sessions::set_live(pool, thread_key, id.as_str(), harness.as_str())
-        .await
-        .map_err(db)?;
+    sessions::set_live(pool, thread_key, id.as_str(), harness.as_str()).await?;
     let spec = spec(dispatcher, id.clone(), harness, Some(thread_key));
     match dispatcher.backend.create(&spec).await {
         Ok(id) => Ok(id),
         Err(err) => {
-            sessions::end(pool, thread_key, id.as_str(), "lost")
-                .await
-                .map_err(db)?;
-            Err(err.to_string())
+            sessions::end(pool, thread_key, id.as_str(), "lost").await?;
+            Err(err.into())
         }
     }
 }
