@@ -35,9 +35,10 @@ def test_each_function_serves_exactly_the_routes_of_its_crate(functions, crate_r
         assert events == crate_routes[crate], crate
 
 
-def test_only_agent_execute_may_send_to_the_queue(template, functions):
+def test_only_the_functions_that_start_turns_may_send_to_the_queue(template, functions):
+    # agent-execute, and the Slack webhook, which starts turns in process with the same logic.
     senders = {crate for crate, resource in functions.items() if "sqs:SendMessage" in actions(resource)}
-    assert senders == {"agent-execute"}
+    assert senders == {"agent-execute", "slack-webhook"}
     roles = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
     assert all("sqs:SendMessage" not in actions(role) for role in roles)
 
