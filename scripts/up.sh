@@ -111,6 +111,9 @@ fi
 step "building api, dispatcher and sandbox"
 cargo build -q -p api -p dispatcher -p sandbox
 
+step "migrations (api migrate)"
+target/debug/api migrate
+
 step "starting api (:8000) and dispatcher (:9000); logs in .centaur/logs/"
 # The control plane never holds a model or Git credential: unset them for its processes.
 without_keys=()

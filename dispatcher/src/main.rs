@@ -23,13 +23,14 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration ok");
         return Ok(());
     }
-    let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
-        .await
-        .context("connecting to DATABASE_URL")?;
     if std::env::args().nth(1).as_deref() == Some("migrate") {
+        centaur_store::migrate(&config.database.url).await?;
         tracing::info!("migrations applied");
         return Ok(());
     }
+    let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("connecting to DATABASE_URL")?;
     let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
     let backend: Arc<dyn SandboxBackend> = match config.sandbox.backend {
         SandboxBackendKind::Local => Arc::new(

@@ -212,7 +212,7 @@ async fn function_figures(runs: usize) {
     std::fs::create_dir_all(&log_dir).unwrap();
     println!("\n--- functions (this machine's x86_64 release build; Lambda runs arm64) ---");
     for function in FUNCTIONS {
-        // A database of its own: the first start applies the migrations, as on a new stack.
+        // A database of its own (migrated, as `api migrate` leaves it before a deploy).
         let database = TestDatabase::create().await.unwrap();
         let path = binary(function);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -144,13 +144,6 @@ async fn creation_rate_and_dispatcher_rss() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let migrated = std::process::Command::new(binary("dispatcher"))
-        .arg("migrate")
-        .env_clear()
-        .envs(&env)
-        .status()
-        .unwrap();
-    assert!(migrated.success(), "dispatcher migrate failed");
     let pool = database.pool().await.unwrap();
     sqlx::query(
         "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state) \

@@ -15,7 +15,8 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates `centaur_e2e_<random>` on the server of `DATABASE_URL`.
+    /// Creates `centaur_e2e_<random>` on the server of `DATABASE_URL` and applies the
+    /// migrations.
     pub async fn create() -> anyhow::Result<Self> {
         let server_url =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
@@ -28,11 +29,14 @@ impl TestDatabase {
             .rsplit_once('/')
             .map(|(base, _)| base.to_owned())
             .unwrap_or_else(|| server_url.clone());
-        Ok(Self {
+        let database = Self {
             url: format!("{base}/{name}"),
             name,
             server_url,
-        })
+        };
+        // What `api migrate` does before a deployment starts: processes only check the schema.
+        centaur_store::migrate(&database.url).await?;
+        Ok(database)
     }
 
     /// A connection pool on the test database (for assertions on rows).

@@ -3,7 +3,7 @@
 //! JSON (what the AWS template is checked against); `check-config` parses the environment
 //! and exits, naming the first missing or invalid variable (what the chart is checked against).
 
-use centaur_config::{ApiConfig, Env};
+use centaur_config::{ApiConfig, DatabaseConfig, Env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,9 +18,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         centaur_telemetry::init_tracing("api");
-        let config = ApiConfig::from_env(&Env::from_process())?;
-        centaur_store::connect(&config.database.url, 1).await?;
-        tracing::info!("migrations applied");
+        // Only the database is needed: the chart's migrate Job gets DATABASE_URL alone.
+        let database = DatabaseConfig::from_env(&Env::from_process())?;
+        centaur_store::migrate(&database.url).await?;
+        tracing::info!(
+            version = centaur_store::migrate::needed_version(),
+            "migrations applied"
+        );
         return Ok(());
     }
     centaur_http::run_function("api", 8000, api::router).await

@@ -75,7 +75,8 @@ pub async fn find_active_by_hash(
     .await?)
 }
 
-/// Ensures a service key exists with `scopes` and is not revoked (start-up bootstrap).
+/// Ensures a service key exists with `scopes` and is not revoked (start-up bootstrap). A
+/// key that is already so is left untouched: a start writes nothing when nothing changed.
 pub async fn bootstrap(
     pool: &PgPool,
     name: &str,
@@ -87,7 +88,9 @@ pub async fn bootstrap(
         "INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_by)
          VALUES ($1, $2, $3, $4, $5, 'bootstrap')
          ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, scopes = EXCLUDED.scopes,
-             revoked_at = NULL",
+             revoked_at = NULL
+         WHERE (api_keys.name, api_keys.scopes) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.scopes)
+            OR api_keys.revoked_at IS NOT NULL",
     )
     .bind(Uuid::new_v4())
     .bind(name)
@@ -97,4 +100,64 @@ pub async fn bootstrap(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn row_version(pool: &PgPool) -> String {
+        sqlx::query_scalar("SELECT xmin::text FROM api_keys WHERE key_hash = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'")
+            .fetch_one(pool)
+            .await
+            .expect("the key exists")
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn bootstrapping_an_unchanged_key_writes_nothing(pool: PgPool) {
+        let scopes = vec!["agent".to_owned()];
+        bootstrap(
+            &pool,
+            "service:slackbot",
+            "cnt_abcd",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            &scopes,
+        )
+        .await
+        .expect("first");
+        let written = row_version(&pool).await;
+        bootstrap(
+            &pool,
+            "service:slackbot",
+            "cnt_abcd",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            &scopes,
+        )
+        .await
+        .expect("again");
+        assert_eq!(
+            row_version(&pool).await,
+            written,
+            "an unchanged key was rewritten"
+        );
+        sqlx::query("UPDATE api_keys SET revoked_at = now()")
+            .execute(&pool)
+            .await
+            .expect("revoke");
+        bootstrap(
+            &pool,
+            "service:slackbot",
+            "cnt_abcd",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            &scopes,
+        )
+        .await
+        .expect("un-revoke");
+        let revoked: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE key_hash = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'")
+                .fetch_one(&pool)
+                .await
+                .expect("row");
+        assert!(revoked.is_none(), "a revoked service key is restored");
+    }
 }

@@ -9,6 +9,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The database's schema is older than this build: migrations run from `api migrate`
+    /// (the chart's migrate Job, the AWS deploy step, scripts/up.sh), never at start-up.
+    #[error("the database schema is at migration {}, this build needs {needed}: run `api migrate`", applied.map_or_else(|| "none".to_owned(), |v| v.to_string()))]
+    SchemaBehind { applied: Option<i64>, needed: i64 },
 }
 
 /// Why a spawn, message, execute or release was refused (each maps to a 409), or the

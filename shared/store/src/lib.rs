@@ -15,13 +15,15 @@ pub mod migrate;
 pub mod notices;
 pub mod outbox;
 pub mod progress;
+pub mod retention;
 pub mod sessions;
 pub mod slack_events;
 pub mod start_retries;
 pub mod threads;
+pub mod usage;
 pub mod wakeups;
 pub mod warm;
 
 pub use error::{StoreError, TurnError};
-pub use migrate::{connect, pool_options, MIGRATOR};
+pub use migrate::{connect, migrate, pool_options, MIGRATOR};
 pub use sqlx::PgPool;

@@ -20,11 +20,61 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         .test_before_acquire(false)
 }
 
-/// Opens a pool and applies pending migrations (sqlx serialises concurrent migrators with
-/// an advisory lock, so several processes may start at once). Connections are not pinged
-/// on every checkout: a dead one fails its statement, which callers already handle.
+/// Opens a pool and checks that the database's schema is the one this build was made for
+/// (one query; nothing is written). Migrations are never applied here: a function's cold
+/// start or a replica's restart must not run schema changes.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let pool = pool_options(max_connections).connect(url).await?;
-    MIGRATOR.run(&pool).await?;
+    check_schema(&pool).await?;
     Ok(pool)
+}
+
+/// The newest migration this build embeds.
+pub fn needed_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// `Ok` if every migration this build embeds has been applied.
+pub async fn check_schema(pool: &PgPool) -> Result<(), StoreError> {
+    let applied: Option<i64> =
+        match sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // 42P01: no migrations table yet, a database nobody migrated.
+            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P01") => None,
+            Err(err) => return Err(err.into()),
+        };
+    let needed = needed_version();
+    if applied.unwrap_or(0) < needed {
+        return Err(StoreError::SchemaBehind { applied, needed });
+    }
+    Ok(())
+}
+
+/// Applies pending migrations (sqlx serialises concurrent migrators with an advisory lock)
+/// on a connection of its own. What `api migrate` runs.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let pool = pool_options(1).connect(url).await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[sqlx::test(migrations = false)]
+    async fn an_unmigrated_database_is_refused_naming_the_command(pool: PgPool) {
+        let err = check_schema(&pool).await.expect_err("behind");
+        assert!(
+            matches!(err, StoreError::SchemaBehind { applied: None, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("run `api migrate`"), "{err}");
+        MIGRATOR.run(&pool).await.expect("migrate");
+        check_schema(&pool).await.expect("current");
+    }
 }
