@@ -1,6 +1,10 @@
 //! Background work every few seconds: recover expired leases, re-send lost wake-ups, keep
-//! the warm pool, reap idle sandboxes, stop orphans no row owns, and prune old Slack
-//! dedupe keys.
+//! the warm pool, reap idle sandboxes, stop orphans no row owns, prune old Slack dedupe
+//! keys, count the tokens the harnesses reported ([`usage`]) and, every
+//! `RETENTION_INTERVAL_S`, prune what is past its retention window ([`retention`]).
+
+pub mod retention;
+pub mod usage;
 
 use crate::consumer::{claim, spawn_driver};
 use crate::sandboxes;
@@ -25,12 +29,16 @@ const BATCH: i64 = 100;
 pub async fn recover_expired_leases(dispatcher: &Arc<Dispatcher>) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for expired in dispatch::expired_leases(&dispatcher.pool, BATCH).await? {
-        if let Some(Ok(ClaimOutcome::Claimed(execution))) =
-            claim(dispatcher, &expired.execution_id, None).await
-        {
-            tracing::info!(execution_id = %expired.execution_id, thread_key = %expired.thread_key, "recovered an expired lease");
-            recovered += 1;
-            spawn_driver(dispatcher, *execution).await;
+        match claim(dispatcher, &expired.execution_id, None).await {
+            Some(Ok(ClaimOutcome::Claimed(execution))) => {
+                tracing::info!(execution_id = %expired.execution_id, thread_key = %expired.thread_key, "recovered an expired lease");
+                recovered += 1;
+                spawn_driver(dispatcher, *execution).await;
+            }
+            Some(Err(err)) => {
+                tracing::warn!(%err, execution_id = %expired.execution_id, thread_key = %expired.thread_key, "could not reclaim an expired lease; the next tick tries again");
+            }
+            _ => {}
         }
     }
     Ok(recovered)
@@ -87,10 +95,10 @@ pub async fn replenish_warm_pool(dispatcher: &Dispatcher) -> Result<usize, Store
     }
     for expired in warm::take_expired(&dispatcher.pool, dispatcher.config.warm_pool_max_age).await?
     {
-        let _ = dispatcher
-            .backend
-            .stop(&SandboxId::from_stored(expired))
-            .await;
+        let id = SandboxId::from_stored(expired);
+        if let Err(err) = dispatcher.backend.stop(&id).await {
+            tracing::warn!(%err, sandbox_id = %id, "could not stop an expired warm sandbox; orphan collection will");
+        }
     }
     let harness = config.warm_pool_harness;
     let ready = warm::count_ready(&dispatcher.pool, harness.as_str()).await?;
@@ -138,6 +146,8 @@ pub async fn collect_orphans(dispatcher: &Dispatcher) -> Result<usize, StoreErro
 /// Runs the maintenance tasks every [`TICK`] until `shutdown` turns true.
 pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
     let mut last_orphan_pass = Instant::now();
+    let mut last_retention_pass: Option<Instant> = None;
+    usage::register();
     loop {
         if dispatcher.config.execution_worker_enabled {
             log_failure("lease recovery", recover_expired_leases(&dispatcher).await);
@@ -150,10 +160,21 @@ pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool
         log_failure("warm pool", replenish_warm_pool(&dispatcher).await);
         log_failure(
             "slack dedupe pruning",
-            slack_events::prune(&dispatcher.pool)
-                .await
-                .map(|pruned| usize::try_from(pruned).unwrap_or(usize::MAX)),
+            slack_events::prune(&dispatcher.pool).await.map(|pruned| {
+                retention::record("slack_events", pruned);
+                usize::try_from(pruned).unwrap_or(usize::MAX)
+            }),
         );
+        // Before retention: an execution whose usage is not counted yet is not pruned.
+        log_failure("usage metering", usage::meter(&dispatcher.pool).await);
+        let retention = &dispatcher.config.retention;
+        if last_retention_pass.is_none_or(|at| at.elapsed() >= retention.interval) {
+            last_retention_pass = Some(Instant::now());
+            log_failure(
+                "retention",
+                retention::prune(&dispatcher.pool, retention, chrono::Utc::now()).await,
+            );
+        }
         if last_orphan_pass.elapsed() >= ORPHAN_EVERY {
             last_orphan_pass = Instant::now();
             log_failure("orphan collection", collect_orphans(&dispatcher).await);
