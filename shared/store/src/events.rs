@@ -28,8 +28,8 @@ pub mod kinds {
 /// rows `source` yields — columns `thread_key, execution_id, event_kind, event_json, ord`,
 /// stored in `ord` order — and returns their `event_id`s. Every writer of
 /// `execution_events` goes through it (a fenced transition puts it beside its UPDATE, so
-/// the state change and its event are one statement); a column the trail gains, such as a
-/// per-thread sequence, is added here once.
+/// the state change and its event are one statement): a column the trail gains is added
+/// here once (`thread_seq` and the notification come from the insert trigger).
 pub fn insert_cte(name: &str, source: &str) -> String {
     format!(
         "{name} AS (
