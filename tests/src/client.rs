@@ -145,6 +145,27 @@ impl ApiClient {
         Ok(body)
     }
 
+    /// Waits until the execution's trail holds a harness event of type `kind`
+    /// (`turn.started`, `assistant.message`, …); returns the execution as then read.
+    pub async fn wait_for_harness_event(
+        &self,
+        execution_id: &str,
+        kind: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let what = format!("a {kind} event of {execution_id}");
+        crate::eventually(timeout, &what, || async {
+            let execution = self.execution(execution_id).await?;
+            let seen = execution["events"].as_array().is_some_and(|events| {
+                events.iter().any(|event| {
+                    event["event_kind"] == "harness_event" && event["event_json"]["type"] == kind
+                })
+            });
+            Ok(seen.then_some(execution))
+        })
+        .await
+    }
+
     /// Polls the execution until it is terminal, or fails after `timeout`.
     pub async fn wait_terminal(
         &self,

@@ -5,26 +5,14 @@
 
 use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn wait_for_harness_event(stack: &Stack, execution_id: &str, kind: &str) {
-    let client = stack.client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let execution = client.execution(execution_id).await.unwrap();
-        let seen = execution["events"].as_array().unwrap().iter().any(|event| {
-            event["event_kind"] == "harness_event" && event["event_json"]["type"] == kind
-        });
-        if seen {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} event\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack
+        .client()
+        .wait_for_harness_event(execution_id, kind, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 }
 
 fn count(events: &[Value], predicate: impl Fn(&Value) -> bool) -> usize {

@@ -3,10 +3,10 @@
 //! claimed when the pool is on.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
+use centaur_tests::{eventually, on_both_queues, QueueKind, Stack, StackOptions};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn options(queue: QueueKind, env: &[(&str, &str)]) -> StackOptions {
     StackOptions {
@@ -20,21 +20,11 @@ fn options(queue: QueueKind, env: &[(&str, &str)]) -> StackOptions {
 }
 
 async fn wait_until_running(stack: &Stack, execution_id: &str) {
-    let client = stack.client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let execution = client.execution(execution_id).await.unwrap();
-        let started = execution["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["event_json"]["type"] == "turn.started");
-        if started {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never started\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack
+        .client()
+        .wait_for_harness_event(execution_id, "turn.started", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 }
 
 async fn cancelling_a_running_turn_interrupts_it_and_ends_it_as_cancelled(queue: QueueKind) {
@@ -185,20 +175,26 @@ async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_r
     .await
     .unwrap();
     let client = stack.client();
-    let ready = |body: &serde_json::Value| body["ready"].as_u64().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, pool) = client.get("/agent/pool").await.unwrap();
-        if ready(&pool) == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool never filled: {pool}\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    fn ready(body: &serde_json::Value) -> u64 {
+        body["ready"].as_u64().unwrap_or(0)
     }
+    let pool_reads = |wanted: fn(&serde_json::Value) -> bool| {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let (_, pool) = client.get("/agent/pool").await?;
+                Ok(wanted(&pool).then_some(()))
+            }
+        }
+    };
+    eventually(
+        Duration::from_secs(30),
+        "one ready warm sandbox",
+        pool_reads(|pool| ready(pool) == 1),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 
     let id = client.turn("warm-thread", "warm hello").await.unwrap();
     let execution = client
@@ -214,15 +210,13 @@ async fn with_the_warm_pool_on_a_new_thread_claims_a_warm_sandbox_and_the_pool_r
         "{execution}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, pool) = client.get("/agent/pool").await.unwrap();
-        if ready(&pool) == 1 && pool["claimed"] == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "pool never refilled: {pool}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the pool refilled beside the claimed sandbox",
+        pool_reads(|pool| ready(pool) == 1 && pool["claimed"] == 1),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     stack.stop().await.unwrap();
 }
 

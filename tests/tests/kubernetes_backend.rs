@@ -8,6 +8,7 @@ use centaur_core::{Harness, SandboxId};
 use centaur_kubernetes::KubernetesBackend;
 use centaur_sandbox::{Attachment, SandboxBackend, SandboxError, SandboxSpec, SandboxStatus};
 use centaur_tests::binaries::binary;
+use centaur_tests::eventually;
 use centaur_tests::fake_kube::FakeKube;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -106,18 +107,30 @@ async fn read_until_started(attachment: &mut Attachment) -> Value {
     panic!("no turn.started within 20 s")
 }
 
+/// The sandbox's status once `wanted` holds (or the last one seen, after 10 s, for the
+/// caller's assertion to show).
 async fn wait_for_status(
     backend: &KubernetesBackend,
     id: &SandboxId,
     wanted: impl Fn(&SandboxStatus) -> bool,
 ) -> SandboxStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = backend.status(id).await.expect("status");
-        if wanted(&status) || tokio::time::Instant::now() > deadline {
-            return status;
+    let last = std::sync::Mutex::new(None);
+    let reached = eventually(Duration::from_secs(10), "the sandbox status", || async {
+        let status = backend.status(id).await?;
+        let done = wanted(&status);
+        if let Ok(mut last) = last.lock() {
+            *last = Some(status.clone());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(done.then_some(status))
+    })
+    .await;
+    match reached {
+        Ok(status) => status,
+        Err(_) => last
+            .into_inner()
+            .ok()
+            .flatten()
+            .expect("at least one status was read"),
     }
 }
 

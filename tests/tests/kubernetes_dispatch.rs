@@ -6,10 +6,10 @@
 
 use centaur_tests::binaries::binary;
 use centaur_tests::fake_kube::FakeKube;
-use centaur_tests::{Stack, StackOptions};
+use centaur_tests::{eventually, Stack, StackOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NAMESPACE: &str = "centaur-test";
 
@@ -65,21 +65,23 @@ fn rand_suffix() -> u64 {
 }
 
 async fn wait_for_pod_running(fake: &FakeKube, stack: &Stack) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for name in fake.pod_names() {
-            let pod = fake.pod(&name).unwrap_or(Value::Null);
-            if pod["status"]["phase"] == "Running" {
-                return name;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pod ever ran\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "a running sandbox pod", || async {
+        Ok(fake.pod_names().into_iter().find(|name| {
+            fake.pod(name)
+                .is_some_and(|pod| pod["status"]["phase"] == "Running")
+        }))
+    })
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()))
+}
+
+/// Waits until the execution's turn has started inside its pod.
+async fn wait_for_turn_started(stack: &Stack, execution_id: &str) {
+    stack
+        .client()
+        .wait_for_harness_event(execution_id, "turn.started", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
 }
 
 async fn failed_turn_error(
@@ -90,7 +92,7 @@ async fn failed_turn_error(
     let client = stack.client();
     let id = client.turn("k8s-dies", "@hang 60000").await.unwrap();
     let pod = wait_for_pod_running(fake, stack).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_turn_started(stack, &id).await;
     kill(fake, &pod);
     client
         .wait_terminal(&id, Duration::from_secs(30))
@@ -193,19 +195,12 @@ async fn the_warm_pool_is_kept_in_pods_and_a_new_thread_claims_one() {
     )
     .await;
     let client = stack.client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, pool) = client.get("/agent/pool").await.unwrap();
-        if pool["ready"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool never filled: {pool}\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), "two ready warm pods", || async {
+        let (_, pool) = client.get("/agent/pool").await?;
+        Ok((pool["ready"].as_u64() == Some(2)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     let warm_pods: Vec<String> = fake
         .pod_names()
         .into_iter()
@@ -295,7 +290,7 @@ async fn a_killed_dispatchers_pod_turn_is_reattached_and_finished_exactly_once()
         .await
         .unwrap();
     wait_for_pod_running(&fake, &stack).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_for_turn_started(&stack, &id).await;
     stack.dispatcher(0).sigkill();
     stack.start_dispatcher().await.unwrap();
     let execution = client
