@@ -9,7 +9,7 @@ use crate::process::ChildProcess;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The signing key every test stack uses (tests only).
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789abcdef";
@@ -73,18 +73,14 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(response) = client.get(url).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("{url} did not answer 200 within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::until(timeout, &format!("{url} to answer 200"), || async {
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await
 }
 
 impl Stack {
@@ -185,8 +181,8 @@ impl Stack {
         env.insert("DISPATCHER_WORKER_ID".into(), format!("dispatcher-{index}"));
         let name = format!("dispatcher-{index}");
         let process = ChildProcess::spawn(&name, &binary("dispatcher"), &[], &env, &self.work_dir)?;
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        let outcome = wait_http_ok(&ready, Duration::from_secs(30)).await;
+        let url = format!("http://127.0.0.1:{port}");
+        let outcome = wait_http_ok(&format!("{url}/readyz"), Duration::from_secs(30)).await;
         let tail = process.log_tail(40);
         self.dispatchers.push(process);
         outcome.map_err(|err| anyhow::anyhow!("{err}\n{tail}"))
