@@ -5,11 +5,39 @@
 use anyhow::Context;
 use centaur_config::{DispatcherConfig, Env, SandboxBackendKind};
 use centaur_sandbox::{Isolation, LocalBackend, LocalEgress, SandboxBackend};
+use clap::{Parser, Subcommand};
 use dispatcher::{consumer, delivery, health, maintenance, Dispatcher};
 use std::sync::Arc;
 
+// What `dispatcher` does besides running executions.
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations to DATABASE_URL and exit.
+    Migrate,
+    /// Parse the environment and exit, naming the first missing or invalid variable.
+    CheckConfig,
+}
+
+/// `dispatcher`: runs queued executions in sandboxes.
+#[derive(Parser)]
+#[command(version, about, after_help = ENV_HELP)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+const ENV_HELP: &str = "\
+Environment (parsed once at start; a missing or invalid value stops the start naming it):
+  DATABASE_URL, SANDBOX_SIGNING_KEY   required
+  QUEUE_BACKEND                       postgres (default) or sqs (SQS_QUEUE_URL)
+  SANDBOX_BACKEND                     local (default) or kubernetes (KUBERNETES_NAMESPACE,
+                                      SANDBOX_PROXY_URL, SANDBOX_IMAGE, ...)
+  DISPATCHER_PORT                     /healthz, /readyz, /metrics (9000)
+The README's Configuration section lists every variable.";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     centaur_telemetry::init_tracing("dispatcher");
     let _ = centaur_telemetry::metrics();
     let config = DispatcherConfig::from_env(&Env::from_process())?;
@@ -19,14 +47,17 @@ async fn main() -> anyhow::Result<()> {
         SandboxBackendKind::Local => Some(Isolation::from_config(&config.sandbox.local)?),
         SandboxBackendKind::Kubernetes => None,
     };
-    if std::env::args().nth(1).as_deref() == Some("check-config") {
-        println!("configuration ok");
-        return Ok(());
-    }
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        centaur_store::migrate(&config.database.url).await?;
-        tracing::info!("migrations applied");
-        return Ok(());
+    match args.command {
+        Some(Command::CheckConfig) => {
+            println!("configuration ok");
+            return Ok(());
+        }
+        Some(Command::Migrate) => {
+            centaur_store::migrate(&config.database.url).await?;
+            tracing::info!("migrations applied");
+            return Ok(());
+        }
+        None => {}
     }
     let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
         .await

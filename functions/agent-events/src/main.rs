@@ -1,6 +1,3 @@
 //! `agent-events`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("agent-events", 8000, agent_events::router).await
-}
+centaur_http::function_main!(agent_events::router);

@@ -1,6 +1,3 @@
 //! `agent-execute`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("agent-execute", 8000, agent_execute::router).await
-}
+centaur_http::function_main!(agent_execute::router);

@@ -1,6 +1,3 @@
 //! `agent-message`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("agent-message", 8000, agent_message::router).await
-}
+centaur_http::function_main!(agent_message::router);

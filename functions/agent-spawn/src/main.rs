@@ -1,6 +1,3 @@
 //! `agent-spawn`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("agent-spawn", 8000, agent_spawn::router).await
-}
+centaur_http::function_main!(agent_spawn::router);

@@ -4,28 +4,43 @@
 //! and exits, naming the first missing or invalid variable (what the chart is checked against).
 
 use centaur_config::{ApiConfig, DatabaseConfig, Env};
+use clap::{FromArgMatches, Subcommand};
+
+// What `api` does besides serving.
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations to DATABASE_URL and exit (the chart's hook Job, scripts/up.sh).
+    Migrate,
+    /// Print every function's routes as JSON.
+    Routes,
+    /// Parse the environment and exit, naming the first missing or invalid variable.
+    CheckConfig,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("routes") {
-        println!("{}", api::routes_json());
-        return Ok(());
+    let matches = Command::augment_subcommands(centaur_http::function_command(
+        "api",
+        env!("CARGO_PKG_DESCRIPTION"),
+    ))
+    .get_matches();
+    match Command::from_arg_matches(&matches).ok() {
+        Some(Command::Routes) => println!("{}", api::routes_json()),
+        Some(Command::CheckConfig) => {
+            ApiConfig::from_env(&Env::from_process())?;
+            println!("configuration ok");
+        }
+        Some(Command::Migrate) => {
+            centaur_telemetry::init_tracing("api");
+            // Only the database is needed: the chart's migrate Job gets DATABASE_URL alone.
+            let database = DatabaseConfig::from_env(&Env::from_process())?;
+            centaur_store::migrate(&database.url).await?;
+            tracing::info!(
+                version = centaur_store::migrate::needed_version(),
+                "migrations applied"
+            );
+        }
+        None => centaur_http::run_function("api", 8000, api::router).await?,
     }
-    if std::env::args().nth(1).as_deref() == Some("check-config") {
-        ApiConfig::from_env(&Env::from_process())?;
-        println!("configuration ok");
-        return Ok(());
-    }
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        centaur_telemetry::init_tracing("api");
-        // Only the database is needed: the chart's migrate Job gets DATABASE_URL alone.
-        let database = DatabaseConfig::from_env(&Env::from_process())?;
-        centaur_store::migrate(&database.url).await?;
-        tracing::info!(
-            version = centaur_store::migrate::needed_version(),
-            "migrations applied"
-        );
-        return Ok(());
-    }
-    centaur_http::run_function("api", 8000, api::router).await
+    Ok(())
 }

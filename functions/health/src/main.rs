@@ -1,6 +1,3 @@
 //! `health`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("health", 8000, health::router).await
-}
+centaur_http::function_main!(health::router);

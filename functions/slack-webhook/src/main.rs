@@ -1,6 +1,3 @@
 //! `slack-webhook`: see the crate docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    centaur_http::run_function("slack-webhook", 8000, slack_webhook::router).await
-}
+centaur_http::function_main!(slack_webhook::router);

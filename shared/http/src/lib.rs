@@ -17,5 +17,5 @@ pub use app::app;
 pub use auth::{require, Authorized, Principal};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
-pub use serve::{run_function, serve};
+pub use serve::{function_command, run_function, serve};
 pub use state::AppState;
