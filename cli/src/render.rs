@@ -289,6 +289,20 @@ pub fn status_with_reason(status: &str, reason: Option<&str>, error: &str) -> St
     }
 }
 
+/// An execution's `usage` summary on one line ([`usage`]); `None` while it is all zeros
+/// (the harness reported nothing, e.g. `echo`, or the turn has not reported yet).
+fn execution_usage(value: &Value) -> Option<String> {
+    let reported = value
+        .as_object()?
+        .values()
+        .any(|field| !matches!(field.as_i64(), Some(0)));
+    if reported {
+        usage(value)
+    } else {
+        None
+    }
+}
+
 /// Token usage on one line: `120 input, 30 output tokens; model gpt-5`. `None` when the
 /// value holds nothing to show.
 pub fn usage(value: &Value) -> Option<String> {
@@ -423,7 +437,7 @@ pub fn outcome(execution: &Value, shown: &str) -> String {
             indented(&mut out, error);
         }
     }
-    if let Some(usage) = usage(&execution["usage"]) {
+    if let Some(usage) = execution_usage(&execution["usage"]) {
         line(&mut out, &format!("usage: {usage}"));
     }
     let id = text_or_dash(&execution["execution_id"]);
@@ -491,7 +505,7 @@ pub fn execution_details(execution: &Value) -> String {
         }
         rows.push(("completed", completed));
     }
-    if let Some(usage) = usage(field("usage")) {
+    if let Some(usage) = execution_usage(field("usage")) {
         rows.push(("usage", usage));
     }
     if let Some(platform) = field("delivery")["platform"].as_str() {
@@ -1007,6 +1021,24 @@ mod tests {
     }
 
     #[test]
+    fn the_apis_usage_summary_is_shown_once_tokens_were_reported() {
+        let mut execution = finished("completed", "completed", json!("done"), Value::Null);
+        execution["usage"] = json!({"input_tokens": 1200, "output_tokens": 340});
+        let text = execution_details(&execution);
+        assert!(
+            text.contains("usage      1200 input, 340 output tokens\n"),
+            "{text}"
+        );
+        assert!(
+            outcome(&execution, "done").contains("usage: 1200 input, 340 output tokens\n"),
+            "{execution}"
+        );
+        execution["usage"] = json!({"input_tokens": 0, "output_tokens": 0});
+        assert!(!execution_details(&execution).contains("usage"));
+        assert!(!outcome(&execution, "done").contains("usage"));
+    }
+
+    #[test]
     fn details_show_status_timings_usage_error_and_result() {
         let mut execution = finished(
             "failed_permanent",
@@ -1031,9 +1063,11 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
-        let queued = json!({"execution_id": "exe_1", "status": "queued", "created_at": "x"});
+        let queued = json!({"execution_id": "exe_1", "status": "queued", "created_at": "x",
+                            "usage": {"input_tokens": 0, "output_tokens": 0}});
         let text = execution_details(&queued);
         assert!(!text.contains("started"), "{text}");
+        assert!(!text.contains("usage"), "nothing reported yet: {text}");
         assert!(text.contains("created    x"), "{text}");
     }
 

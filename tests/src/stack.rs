@@ -60,6 +60,8 @@ pub struct Stack {
     pub api_url: String,
     api: ChildProcess,
     dispatchers: Vec<ChildProcess>,
+    /// Base URL of each dispatcher's health and metrics port, in start order.
+    dispatcher_urls: Vec<String>,
     /// The SQS server, kept alive (and killed on drop) with the stack.
     _moto: Option<Moto>,
     base_env: BTreeMap<String, String>,
@@ -157,6 +159,7 @@ impl Stack {
             api_url,
             api,
             dispatchers: Vec::new(),
+            dispatcher_urls: Vec::new(),
             _moto: moto,
             base_env,
             work_dir,
@@ -185,12 +188,18 @@ impl Stack {
         let outcome = wait_http_ok(&format!("{url}/readyz"), Duration::from_secs(30)).await;
         let tail = process.log_tail(40);
         self.dispatchers.push(process);
+        self.dispatcher_urls.push(url);
         outcome.map_err(|err| anyhow::anyhow!("{err}\n{tail}"))
     }
 
     /// The dispatcher started `index`-th.
     pub fn dispatcher(&mut self, index: usize) -> &mut ChildProcess {
         &mut self.dispatchers[index]
+    }
+
+    /// Base URL of the dispatcher started `index`-th (`/healthz`, `/readyz`, `/metrics`).
+    pub fn dispatcher_url(&self, index: usize) -> &str {
+        &self.dispatcher_urls[index]
     }
 
     /// The `api` process.

@@ -173,6 +173,38 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn an_execution_shows_the_usage_its_harness_reported(pool: PgPool) {
+        let id = queued(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let path = format!("/agent/executions/{id}?events=false");
+        let (_, body) = client.get(&path, &Caller::LocalOperator).await;
+        assert_eq!(
+            body["usage"],
+            json!({"input_tokens": 0, "output_tokens": 0}),
+            "zero before any report: {body}"
+        );
+        // Per-turn reports, stored as the dispatcher stores harness output.
+        let reports = [
+            json!({"execution_id": id, "seq": 1, "type": "assistant.message", "text": "hi"}),
+            json!({"execution_id": id, "seq": 2, "type": "usage", "input_tokens": 1200, "output_tokens": 340}),
+            json!({"execution_id": id, "seq": 3, "type": "usage", "input_tokens": 800, "output_tokens": 60}),
+        ];
+        centaur_store::events::append_batch(&pool, "t1", &id, "harness_event", &reports)
+            .await
+            .unwrap();
+        let (status, body) = client.get(&path, &Caller::LocalOperator).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["usage"],
+            json!({"input_tokens": 2000, "output_tokens": 400})
+        );
+        let (_, listed) = client
+            .get("/agent/threads/t1/executions", &Caller::LocalOperator)
+            .await;
+        assert_eq!(listed["executions"][0]["usage"]["input_tokens"], 2000);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
     async fn unknown_and_malformed_execution_ids_are_404(pool: PgPool) {
         let client = TestClient::new(router(test_state(pool)));
         for id in ["exe_0123456789abcdef", "not-an-id"] {

@@ -1,5 +1,5 @@
 //! `agent-threads`: release a thread's assignment, a thread's status, the thread list,
-//! and the warm pool.
+//! token usage per harness, and the warm pool.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,7 +10,7 @@ use centaur_core::api::Route;
 use centaur_core::canonical::request_hash;
 use centaur_http::extract::parse_json;
 use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
-use centaur_store::{assignments, threads, warm};
+use centaur_store::{assignments, threads, usage, warm};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,6 +31,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/agent/pool",
+    },
+    Route {
+        method: "GET",
+        path: "/agent/usage",
     },
 ];
 
@@ -122,6 +126,47 @@ async fn pool(
     })))
 }
 
+#[derive(Deserialize)]
+struct UsageQuery {
+    since: Option<String>,
+    harness: Option<String>,
+}
+
+/// `GET /agent/usage?since=&harness=`: tokens per harness over the retained executions
+/// (those whose usage was last reported at or after `since`), and their total.
+async fn usage_by_harness(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::AgentStatus)?;
+    principal.require_not_sandbox()?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|raw| validate::since(raw, chrono::Utc::now()))
+        .transpose()?;
+    let harness = query
+        .harness
+        .as_deref()
+        .map(validate::harness)
+        .transpose()?;
+    let harnesses = usage::by_harness(&state.pool, since, harness.map(|h| h.as_str())).await?;
+    let total = harnesses
+        .iter()
+        .fold(usage::UsageTotal::default(), |total, h| usage::UsageTotal {
+            input_tokens: total.input_tokens.saturating_add(h.input_tokens),
+            output_tokens: total.output_tokens.saturating_add(h.output_tokens),
+            executions: total.executions.saturating_add(h.executions),
+        });
+    Ok(Json(json!({
+        "since": since,
+        "harness": harness.map(|h| h.as_str()),
+        "harnesses": harnesses,
+        "total": total,
+    })))
+}
+
 /// The function's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -129,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/status", get(status))
         .route("/agent/threads", get(list))
         .route("/agent/pool", get(pool))
+        .route("/agent/usage", get(usage_by_harness))
         .with_state(state)
 }
 
@@ -300,6 +346,148 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["ready"], 1);
         assert_eq!(body["sandboxes"][0]["sandbox_id"], "sbx-warm-1");
+    }
+
+    /// A finished execution on `thread` run by `harness` that reported `tokens` (input,
+    /// output) in one `usage` harness event per pair, stored as the dispatcher stores them.
+    async fn reported(pool: &PgPool, id: &str, thread: &str, harness: &str, tokens: &[(i64, i64)]) {
+        sqlx::query(
+            "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness, execute_id,
+                                     request_hash, status, delivery, completed_at, terminal_reason)
+             VALUES ($1, $2, 1, $3, $1, 'h', 'completed', '{}', now(), 'completed')",
+        )
+        .bind(id)
+        .bind(thread)
+        .bind(harness)
+        .execute(pool)
+        .await
+        .unwrap();
+        let batch: Vec<Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(n, (input, output))| {
+                json!({"execution_id": id, "seq": n + 1, "type": "usage",
+                       "input_tokens": input, "output_tokens": output})
+            })
+            .collect();
+        centaur_store::events::append_batch(pool, thread, id, "harness_event", &batch)
+            .await
+            .unwrap();
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn status_and_the_thread_list_sum_the_threads_usage(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        reported(
+            &pool,
+            "exe_00000000000000c1",
+            "t1",
+            "echo",
+            &[(100, 20), (5, 1)],
+        )
+        .await;
+        reported(&pool, "exe_00000000000000c2", "t1", "echo", &[(10, 2)]).await;
+        reported(&pool, "exe_00000000000000c3", "t2", "echo", &[(999, 999)]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client
+            .get("/agent/status?key=t1", &Caller::LocalOperator)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["usage"],
+            json!({"input_tokens": 115, "output_tokens": 23, "executions": 2})
+        );
+        let (_, body) = client.get("/agent/threads", &Caller::LocalOperator).await;
+        assert_eq!(body["threads"][0]["thread_key"], "t1");
+        assert_eq!(body["threads"][0]["input_tokens"], 115);
+        assert_eq!(body["threads"][0]["output_tokens"], 23);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn usage_is_totalled_per_harness_since_a_time(pool: PgPool) {
+        reported(&pool, "exe_00000000000000d1", "t1", "codex", &[(100, 10)]).await;
+        reported(&pool, "exe_00000000000000d2", "t2", "codex", &[(50, 5)]).await;
+        reported(
+            &pool,
+            "exe_00000000000000d3",
+            "t3",
+            "claude-code",
+            &[(7, 3)],
+        )
+        .await;
+        sqlx::query(
+            "UPDATE execution_usage SET last_reported_at = now() - interval '3 days'
+             WHERE execution_id = 'exe_00000000000000d1'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let key = create_key(&pool, &["agent"]).await;
+        let client = TestClient::new(router(test_state(pool)));
+        let (status, body) = client.get("/agent/usage", &Caller::Key(key)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["harnesses"],
+            json!([
+                {"harness": "claude-code", "input_tokens": 7, "output_tokens": 3, "executions": 1},
+                {"harness": "codex", "input_tokens": 150, "output_tokens": 15, "executions": 2},
+            ])
+        );
+        assert_eq!(
+            body["total"],
+            json!({"input_tokens": 157, "output_tokens": 18, "executions": 3})
+        );
+        let (status, body) = client
+            .get(
+                "/agent/usage?since=1d&harness=codex",
+                &Caller::LocalOperator,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["harness"], "codex");
+        assert!(body["since"].is_string(), "{body}");
+        assert_eq!(
+            body["total"],
+            json!({"input_tokens": 50, "output_tokens": 5, "executions": 1})
+        );
+        let (_, body) = client
+            .get("/agent/usage?since=2099-01-01", &Caller::LocalOperator)
+            .await;
+        assert_eq!(body["harnesses"], json!([]));
+        assert_eq!(body["total"]["input_tokens"], 0);
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn bad_usage_queries_are_named_422s_and_sandboxes_are_refused(pool: PgPool) {
+        let client = TestClient::new(router(test_state(pool)));
+        for (query, code, names) in [
+            ("since=yesterday", "VALIDATION_ERROR", "since"),
+            ("since=", "VALIDATION_ERROR", "since"),
+            ("since=99999999999d", "VALIDATION_ERROR", "since"),
+            ("harness=gpt", "UNKNOWN_HARNESS", "gpt"),
+            ("since=1d&since=2d", "VALIDATION_ERROR", "since"),
+        ] {
+            let (status, body) = client
+                .get(&format!("/agent/usage?{query}"), &Caller::LocalOperator)
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+            assert_eq!(body["code"], code, "{query}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains(names),
+                "{query}: {body}"
+            );
+        }
+        let token = centaur_auth::sandbox_token::mint(
+            TEST_SIGNING_KEY,
+            "t1",
+            "sbx",
+            i64::from(u32::MAX) - 10,
+            10,
+        );
+        let (status, _) = client.get("/agent/usage", &Caller::Key(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = client.get("/agent/usage", &Caller::Anonymous).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -3,6 +3,7 @@
 use crate::common::{AuthConfig, DatabaseConfig, QueueConfig, SandboxBackendKind, SandboxConfig};
 use crate::env::{ConfigError, Env};
 use crate::kubernetes::KubernetesConfig;
+use crate::retention::RetentionConfig;
 use crate::slack::SlackDeliveryConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct DispatcherConfig {
     /// `AGENTS_BASE_FILE` (optional): the deployment's base prompt, read at start-up;
     /// `None` means the built-in `AGENTS_BASE.md`.
     pub agents_base_prompt: Option<String>,
+    /// `RETENTION_*` (see [`RetentionConfig`]): what the maintenance loop prunes, and when.
+    pub retention: RetentionConfig,
 }
 
 fn seconds(env: &Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -120,6 +123,7 @@ impl DispatcherConfig {
                 .unwrap_or_else(|| temp.join("centaur-sandboxes")),
             workspace: crate::workspace::WorkspaceConfig::from_env(env)?,
             agents_base_prompt: crate::workspace::agents_base_prompt(env)?,
+            retention: RetentionConfig::from_env(env)?,
         })
     }
 }
@@ -141,6 +145,21 @@ mod tests {
         assert_eq!(config.silence_timeout, Duration::from_secs(600));
         assert_eq!(config.port, 9000);
         assert!(config.execution_worker_enabled);
+        assert_eq!(config.retention, RetentionConfig::default());
+    }
+
+    #[test]
+    fn a_bad_retention_window_is_refused_by_name() {
+        let env = Env::from_pairs([
+            ("DATABASE_URL", "postgres://x"),
+            ("SANDBOX_SIGNING_KEY", KEY),
+            ("RETENTION_EXECUTIONS_DAYS", "a month"),
+        ]);
+        let err = DispatcherConfig::from_env(&env).expect_err("invalid");
+        assert!(
+            err.to_string().contains("RETENTION_EXECUTIONS_DAYS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod common;
 pub mod dispatcher;
 pub mod env;
 pub mod kubernetes;
+pub mod retention;
 pub mod slack;
 pub mod workspace;
 
@@ -20,5 +21,6 @@ pub use common::{
 pub use dispatcher::DispatcherConfig;
 pub use env::{ConfigError, Env};
 pub use kubernetes::KubernetesConfig;
+pub use retention::RetentionConfig;
 pub use slack::SlackDeliveryConfig;
 pub use workspace::WorkspaceConfig;

@@ -182,8 +182,18 @@ pub struct ExecutionView {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The tokens the harness reported for this turn (zero until it reports any).
+    #[serde(default)]
+    pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
+}
+
+/// Tokens a harness reported (`usage` harness events, summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
 }
 
 /// The error body of the control plane.

@@ -6,7 +6,7 @@ use crate::error::TurnError;
 use crate::events::{self, kinds};
 use crate::messages::{self, NewMessage};
 use crate::StoreError;
-use centaur_core::api::ExecutionView;
+use centaur_core::api::{ExecutionView, Usage};
 use centaur_core::{ExecutionId, TerminalReason};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
@@ -212,6 +212,8 @@ struct ExecutionRow {
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     completed_at: Option<chrono::DateTime<chrono::Utc>>,
     updated_at: chrono::DateTime<chrono::Utc>,
+    input_tokens: i64,
+    output_tokens: i64,
 }
 
 impl From<ExecutionRow> for ExecutionView {
@@ -235,14 +237,24 @@ impl From<ExecutionRow> for ExecutionView {
             started_at: row.started_at,
             completed_at: row.completed_at,
             updated_at: row.updated_at,
+            usage: Usage {
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
+            },
             events: None,
         }
     }
 }
 
-const VIEW_COLUMNS: &str = "execution_id, thread_key, assignment_generation, execute_id, status, terminal_reason,
-    result_text, error_text, agent_thread_id, harness, sandbox_id, attempt, delivery, metadata, created_at,
-    started_at, completed_at, updated_at";
+/// The view's columns over [`VIEW_FROM`] (`x`: the execution, `u`: its usage, if any).
+const VIEW_COLUMNS: &str = "x.execution_id, x.thread_key, x.assignment_generation, x.execute_id, x.status,
+    x.terminal_reason, x.result_text, x.error_text, x.agent_thread_id, x.harness, x.sandbox_id, x.attempt,
+    x.delivery, x.metadata, x.created_at, x.started_at, x.completed_at, x.updated_at,
+    COALESCE(u.input_tokens, 0) AS input_tokens, COALESCE(u.output_tokens, 0) AS output_tokens";
+
+/// Executions with their usage summary (one index lookup each).
+const VIEW_FROM: &str =
+    "executions x LEFT JOIN execution_usage u ON u.execution_id = x.execution_id";
 
 /// One execution, optionally with its events.
 pub async fn get(
@@ -251,7 +263,7 @@ pub async fn get(
     with_events: bool,
 ) -> Result<Option<ExecutionView>, StoreError> {
     let row: Option<ExecutionRow> = sqlx::query_as(&format!(
-        "SELECT {VIEW_COLUMNS} FROM executions WHERE execution_id = $1"
+        "SELECT {VIEW_COLUMNS} FROM {VIEW_FROM} WHERE x.execution_id = $1"
     ))
     .bind(execution_id)
     .fetch_optional(pool)
@@ -283,7 +295,7 @@ pub async fn list_for_thread(
     limit: i64,
 ) -> Result<Vec<ExecutionView>, StoreError> {
     let rows: Vec<ExecutionRow> = sqlx::query_as(&format!(
-        "SELECT {VIEW_COLUMNS} FROM executions WHERE thread_key = $1 ORDER BY seq DESC LIMIT $2"
+        "SELECT {VIEW_COLUMNS} FROM {VIEW_FROM} WHERE x.thread_key = $1 ORDER BY x.seq DESC LIMIT $2"
     ))
     .bind(thread_key)
     .bind(limit)
