@@ -58,7 +58,7 @@ def test_notes_carry_the_verification_commands(any_render):
 
 def test_production_values_run_sandboxes_under_gvisor_with_a_warm_pool(production_render):
     env = {e["name"]: e for e in containers(production_render["Deployment/centaur-centaur-dispatcher"])[0]["env"]}
-    assert env["SANDBOX_RUNTIME_CLASS"]["value"] == "gvisor"
+    assert env["SANDBOX_RUNTIME_CLASS_NAME"]["value"] == "gvisor"
     assert env["WARM_POOL_ENABLED"]["value"] == "true"
     assert env["SANDBOX_BACKEND"]["value"] == "kubernetes"
     assert "Deployment/centaur-centaur-onepassword-connect" in production_render
@@ -111,3 +111,22 @@ def test_api_local_operator_value_reaches_the_api_as_local_operator(local_operat
 def test_api_local_operator_must_be_a_boolean():
     with pytest.raises(HelmError):
         render({"api": {"localOperator": "off"}})
+
+
+def test_api_and_dispatcher_log_json_lines_by_default(default_render):
+    for component in ("api", "dispatcher"):
+        (container,) = containers(default_render[f"Deployment/centaur-centaur-{component}"])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["LOG_FORMAT"] == "json", component
+    assert render({"logFormat": "text"})["Deployment/centaur-centaur-api"]
+
+
+def test_api_and_dispatcher_have_disruption_budgets_that_never_block_a_drain(any_render):
+    for component in ("api", "dispatcher"):
+        budget = any_render[f"PodDisruptionBudget/centaur-centaur-{component}"]
+        assert budget["spec"]["maxUnavailable"] == 1
+        deployment = any_render[f"Deployment/centaur-centaur-{component}"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    without_api = render({"api": {"enabled": False}})
+    assert "PodDisruptionBudget/centaur-centaur-api" not in without_api

@@ -25,7 +25,7 @@ fn config(image: &str) -> KubernetesConfig {
             "http://centaur-centaur-iron-proxy.centaur-test.svc:8080",
         ),
         ("SANDBOX_IMAGE", image),
-        ("SANDBOX_RUNTIME_CLASS", "gvisor"),
+        ("SANDBOX_RUNTIME_CLASS_NAME", "gvisor"),
         ("SANDBOX_START_TIMEOUT_S", "20"),
     ]))
     .expect("valid config")

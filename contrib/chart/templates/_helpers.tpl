@@ -143,6 +143,8 @@ seccompProfile:
   value: {{ .Values.warmPool.harness | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
 {{- with .Values.slack.apiUrl }}
 - name: SLACK_API_URL
   value: {{ . | quote }}

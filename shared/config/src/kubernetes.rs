@@ -12,7 +12,7 @@ pub struct KubernetesConfig {
     pub image: String,
     /// `SANDBOX_IMAGE_PULL_POLICY` (`IfNotPresent`).
     pub image_pull_policy: String,
-    /// `SANDBOX_RUNTIME_CLASS` (none), e.g. `gvisor`.
+    /// `SANDBOX_RUNTIME_CLASS_NAME` (none), e.g. `gvisor`.
     pub runtime_class: Option<String>,
     /// `SANDBOX_CPU_LIMIT` (`2`) and `SANDBOX_MEMORY_LIMIT` (`4Gi`).
     pub cpu_limit: String,
@@ -46,7 +46,7 @@ impl KubernetesConfig {
             namespace: env.required("KUBERNETES_NAMESPACE")?,
             image: or("SANDBOX_IMAGE", "centaur-agent:latest"),
             image_pull_policy,
-            runtime_class: env.optional("SANDBOX_RUNTIME_CLASS"),
+            runtime_class: env.optional("SANDBOX_RUNTIME_CLASS_NAME"),
             cpu_limit: or("SANDBOX_CPU_LIMIT", "2"),
             memory_limit: or("SANDBOX_MEMORY_LIMIT", "4Gi"),
             cpu_request: env.optional("SANDBOX_CPU_REQUEST"),
