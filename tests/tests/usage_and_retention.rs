@@ -148,7 +148,7 @@ async fn usage_is_shown_and_counted_and_old_turns_are_pruned() {
     let text = dispatcher_metrics(&stack).await.unwrap();
     for table in ["executions", "execution_events", "messages"] {
         let label = format!("table=\"{table}\"");
-        let rows = sample(&text, "centaur_retention_pruned_rows_total", &[&label]);
+        let rows = sample(&text, "centaur_rows_pruned_total", &[&label]);
         assert!(rows.is_some_and(|rows| rows >= 1), "{table}:\n{text}");
     }
     stack.stop().await.unwrap();

@@ -1,6 +1,6 @@
 //! Retention: a pruning pass every `RETENTION_INTERVAL_S`, in bounded batches (see
 //! [`centaur_store::retention`] for what is never pruned), counted in
-//! `centaur_retention_pruned_rows_total{table}`.
+//! `centaur_rows_pruned_total{table}`.
 
 use crate::transcript;
 use centaur_config::RetentionConfig;
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 
 /// The counter's name.
-pub const PRUNED_ROWS_TOTAL: &str = "centaur_retention_pruned_rows_total";
+pub const PRUNED_ROWS_TOTAL: &str = "centaur_rows_pruned_total";
 /// Most batches one pass runs; a backlog is worked off over the next passes.
 const MAX_BATCHES: usize = 20;
 /// A pass stops starting batches after this long, so the maintenance loop stays prompt.
