@@ -183,11 +183,14 @@ async fn deliver(
                     .update_message(channel, ts, text, Some(tag.metadata()))
                     .await
                 {
-                    // Someone deleted the status message: post the answer instead.
+                    // The status message was deleted or can no longer be edited: post the
+                    // answer instead.
                     Err(err)
                         if matches!(
                             err.code(),
-                            Some("message_not_found" | "cant_update_message")
+                            Some(
+                                "message_not_found" | "cant_update_message" | "edit_window_closed"
+                            )
                         ) =>
                     {
                         slack

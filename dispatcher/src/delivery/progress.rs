@@ -213,9 +213,7 @@ fn assistant_text(events_newest_first: &[Value]) -> Option<String> {
 /// what it is doing now, and the tail of the assistant's text so far.
 pub fn render(status: &str, execution_id: &str, events_newest_first: &[Value]) -> String {
     let mut text = if status == "queued" || status == "retry_wait" {
-        format!(
-            ":hourglass_flowing_sand: Queued behind this thread's current run… (execution {execution_id})"
-        )
+        format!(":hourglass_flowing_sand: Queued, starting soon… (execution {execution_id})")
     } else {
         format!(":hourglass_flowing_sand: Working on it… (execution {execution_id})")
     };
@@ -308,7 +306,7 @@ mod tests {
         );
         assert_eq!(
             render("queued", "exe_2", &[]),
-            ":hourglass_flowing_sand: Queued behind this thread's current run… (execution exe_2)"
+            ":hourglass_flowing_sand: Queued, starting soon… (execution exe_2)"
         );
         let tool = vec![
             json!({"type": "tool.call", "name": "read_file", "input": {}}),
