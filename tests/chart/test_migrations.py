@@ -18,7 +18,7 @@ JOB = "Job/centaur-centaur-migrate"
 
 @pytest.fixture(scope="module")
 def binaries():
-    subprocess.run(["cargo", "build", "-q", "-p", "api"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "-q", "--workspace", "--bins"], cwd=ROOT, check=True)
     return ROOT / "target" / "debug"
 
 

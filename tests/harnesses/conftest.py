@@ -42,7 +42,9 @@ BINDINGS = [
 
 @pytest.fixture(scope="session", autouse=True)
 def built():
-    subprocess.run(["cargo", "build", "-q", "-p", "sandbox"], cwd=ROOT, check=True)
+    # The same build as scripts/test.sh (a no-op there): building one package alone would
+    # resolve features differently and rebuild its dependencies.
+    subprocess.run(["cargo", "build", "-q", "--workspace", "--bins"], cwd=ROOT, check=True)
     assert (CLI_BIN / "codex").exists(), "run: npm install --prefix tests/harnesses (scripts/test.sh does)"
 
 
