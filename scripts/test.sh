@@ -22,6 +22,12 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 npm install --prefix tests/harnesses --no-audit --no-fund --no-package-lock --loglevel=error
 
+step "installing Debian's Chromium and playwright-core for the web console's browser test"
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest

@@ -18,6 +18,7 @@ pub const FUNCTIONS: &[(&str, &[Route])] = &[
     ("agent-threads", agent_threads::ROUTES),
     ("final-deliveries", final_deliveries::ROUTES),
     ("slack-webhook", slack_webhook::ROUTES),
+    ("console", console::ROUTES),
 ];
 
 /// `FUNCTIONS` as JSON: `{"<function>": [{"method": …, "path": …}, …], …}`.
@@ -47,7 +48,8 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_events::router(state.clone()))
         .merge(agent_threads::router(state.clone()))
         .merge(final_deliveries::router(state.clone()))
-        .merge(slack_webhook::router(state))
+        .merge(slack_webhook::router(state.clone()))
+        .merge(console::router(state))
 }
 
 #[cfg(test)]
@@ -60,6 +62,7 @@ mod tests {
         path.replace("{execution_id}", "exe_0123456789abcdef")
             .replace("{thread_key}", "t1")
             .replace("{id}", "0b5c5a8e-9c1f-4a8e-9d6e-7c7f2f0e2a11")
+            .replace("{asset}", "app.js")
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
