@@ -9,31 +9,28 @@
 #   BASE_IMAGE    the runtime image: Debian bookworm
 #   BINARIES      `build` (compile here, the default) or `prebuilt`: copy the binaries from
 #                 PREBUILT_DIR, a directory of the build context (glibc, built on bookworm),
-#                 and compile nothing. scripts/images.sh builds on the machine and stages
-#                 target/release (or target/debug) binaries in a context of their own.
+#                 and compile nothing.
+# Prebuilt binaries can also replace the stage `binaries` as a named build context:
+#   podman build --build-context binaries=DIR ...      (DIR/out/<binary>; BuildKit alike)
+# which is what scripts/images.sh does: it builds on the machine (compiling Rust inside the
+# image on two cores is far too slow) and no layer copies the binaries twice.
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 ARG BINARIES=build
 
-# The binaries the README lists: api, dispatcher, each functions/<name>, centaur (the CLI)
-# and sandbox (the dispatcher's local backend). Keep both lists below the same.
+# The binaries the README lists: api, dispatcher, every functions/<name>, centaur (the CLI)
+# and sandbox (the dispatcher's local backend).
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir /out \
- && cd target/release \
- && cp api dispatcher health admin-api-keys agent-spawn agent-message agent-execute \
-       agent-executions agent-events agent-threads final-deliveries slack-webhook \
-       centaur sandbox /out/
+ && for bin in dispatcher centaur sandbox $(ls functions); do cp "target/release/$bin" /out/; done
 
+# The same binaries, built elsewhere (scripts/images.sh stages exactly that set).
 FROM scratch AS prebuilt
 ARG PREBUILT_DIR=bin
-COPY ${PREBUILT_DIR}/api ${PREBUILT_DIR}/dispatcher ${PREBUILT_DIR}/health \
-     ${PREBUILT_DIR}/admin-api-keys ${PREBUILT_DIR}/agent-spawn ${PREBUILT_DIR}/agent-message \
-     ${PREBUILT_DIR}/agent-execute ${PREBUILT_DIR}/agent-executions ${PREBUILT_DIR}/agent-events \
-     ${PREBUILT_DIR}/agent-threads ${PREBUILT_DIR}/final-deliveries ${PREBUILT_DIR}/slack-webhook \
-     ${PREBUILT_DIR}/centaur ${PREBUILT_DIR}/sandbox /out/
+COPY ${PREBUILT_DIR}/ /out/
 
 FROM ${BINARIES} AS binaries
 

@@ -19,7 +19,7 @@
 # (default /var/cache/centaur-images) across runs and clones.
 #
 # The Rust binaries are built on this machine (`cargo build [--release] --bins`, incremental)
-# and handed to the Dockerfiles as PREBUILT: compiling inside the image on two cores is far
+# and replace the Dockerfiles' compile stage (`--build-context binaries=DIR`): compiling inside the image on two cores is far
 # too slow. `--profile debug` (what scripts/test.sh uses) reuses the debug binaries the tests
 # already built, stripped of debug info; the default `release` is what you would ship.
 # Builds run with `--network host` (apt from this machine's mirror, the harness CLIs from npm).
@@ -50,8 +50,9 @@ NODE_VERSION=20.20.2   # what node:20-bookworm-slim carries
 NPM_VERSION=10.8.2     # the npm that Node.js 20.20 bundles
 # Bump when the base's recipe below changes: the cached tarball is then made anew.
 BASE_RECIPE=2
-BINARIES="api dispatcher health admin-api-keys agent-spawn agent-message agent-execute
-  agent-executions agent-events agent-threads final-deliveries slack-webhook centaur sandbox"
+# The control plane's binaries: the dispatcher, the CLI, sandbox and every functions/<name>
+# (api among them); the Dockerfile's build stage copies the same set.
+BINARIES="dispatcher centaur sandbox $(ls functions)"
 
 # --- podman on this machine ------------------------------------------------------------
 # Whether the kernel mounts overlayfs on /var/lib/containers' filesystem.
@@ -221,10 +222,11 @@ EOF
 }
 
 # --- binaries -------------------------------------------------------------------------
-# Stages the binaries in two build contexts of their own: $1/bin (the control plane's) and
-# $2/bin (the sandbox image's `sandbox`), so no build sees the repository's target/.
+# Stages the binaries where the Dockerfiles' stage `binaries` expects them, for
+# `--build-context binaries=DIR`: $1/out (the control plane's) and $2/out (`sandbox`), so no
+# build sees the repository's target/. Release binaries are hard-linked, debug ones stripped.
 stage_binaries() {
-  local centaur_ctx="$1" agent_ctx="$2" from bin
+  local centaur_dir="$1/out" agent_dir="$2/out" from bin
   if [ "$PROFILE" = release ]; then
     from=target/release
     [ "$CARGO_BUILD" = 0 ] || { step "cargo build --release --bins"; cargo build --release --locked --bins; }
@@ -232,12 +234,16 @@ stage_binaries() {
     from=target/debug
     [ "$CARGO_BUILD" = 0 ] || { step "cargo build --bins (debug binaries, stripped in the images)"; cargo build --bins; }
   fi
-  mkdir -p "$centaur_ctx/bin" "$agent_ctx/bin"
+  mkdir -p "$centaur_dir" "$agent_dir"
   for bin in $BINARIES; do
     [ -x "$from/$bin" ] || { echo "images.sh: $from/$bin was not built" >&2; return 1; }
-    if [ "$PROFILE" = debug ]; then strip -o "$centaur_ctx/bin/$bin" "$from/$bin"; else cp "$from/$bin" "$centaur_ctx/bin/"; fi
+    if [ "$PROFILE" = debug ]; then
+      strip -o "$centaur_dir/$bin" "$from/$bin"
+    else
+      ln "$from/$bin" "$centaur_dir/$bin" 2>/dev/null || cp "$from/$bin" "$centaur_dir/$bin"
+    fi
   done
-  cp "$centaur_ctx/bin/sandbox" "$agent_ctx/bin/"
+  ln "$centaur_dir/sandbox" "$agent_dir/sandbox"
 }
 
 # --- builds -----------------------------------------------------------------------------
@@ -261,7 +267,8 @@ LOGS="$CACHE/logs"
 mkdir -p "$LOGS"
 CTX=$(mktemp -d /var/tmp/centaur-images.XXXXXX)
 trap 'rm -rf "$CTX"' EXIT
-stage_binaries "$CTX/centaur" "$CTX/agent"
+stage_binaries "$CTX/centaur-binaries" "$CTX/agent-binaries"
+mkdir -p "$CTX/empty"
 # A network that intercepts TLS: npm and pip in the builds trust this machine's CA bundle,
 # mounted for the build's RUN steps only (BUILD_CA_FILE). It is mounted over /mnt, which
 # the Debian base already has, so that no mount point is left behind in an image.
@@ -271,10 +278,12 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   BUILD_FLAGS+=(-v "$CTX/build-ca:/mnt:ro" --build-arg BUILD_CA_FILE=/mnt/ca.crt)
 fi
 
-build localhost/centaur:latest -f Dockerfile --build-arg BINARIES=prebuilt \
-  --build-arg RUST_IMAGE="$BASE_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" "$CTX/centaur"
-build localhost/centaur-agent:latest -f sandbox/Dockerfile --build-arg BINARIES=prebuilt \
-  --build-arg RUST_IMAGE="$BASE_IMAGE" --build-arg NODE_IMAGE="$NODE_IMAGE" "$CTX/agent"
+# The prebuilt binaries replace the Dockerfiles' stage `binaries`: nothing is compiled in
+# the images and the build context needs nothing else.
+build localhost/centaur:latest -f Dockerfile --build-context binaries="$CTX/centaur-binaries" \
+  --build-arg RUST_IMAGE="$BASE_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" "$CTX/empty"
+build localhost/centaur-agent:latest -f sandbox/Dockerfile --build-context binaries="$CTX/agent-binaries" \
+  --build-arg RUST_IMAGE="$BASE_IMAGE" --build-arg NODE_IMAGE="$NODE_IMAGE" "$CTX/empty"
 images=(localhost/centaur:latest localhost/centaur-agent:latest)
 
 if [ "$COMPOSE" = 1 ]; then

@@ -42,10 +42,29 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "building binaries used by the cross-process tests"
 cargo build --workspace --bins
 
-step "Rust tests"
-cargo nextest run --workspace --no-fail-fast
+# The container images (scripts/images.sh: podman, a cached debootstrap base, these debug
+# binaries stripped), built once per run while the Rust tests run, and tested by
+# tests/images, which never skip here: a machine where podman cannot build them fails.
+step "building the container images in the background (log: target/images.log)"
+python3 -m pip install -q --disable-pip-version-check podman-compose
+bash scripts/images.sh --profile debug --no-build --compose >target/images.log 2>&1 &
+images_pid=$!
+export CENTAUR_REQUIRE_IMAGES=1
 
-step "Python tests (Helm chart, AWS template, harness CLI conformance)"
+step "Rust tests"
+rust_status=0
+cargo nextest run --workspace --no-fail-fast || rust_status=$?
+
+step "container images"
+if ! wait "$images_pid"; then
+  cat target/images.log
+  echo "scripts/images.sh failed: the container images could not be built (log above)" >&2
+  exit 1
+fi
+sed -n '/^==> images/,$p' target/images.log
+[ "$rust_status" -eq 0 ] || exit "$rust_status"
+
+step "Python tests (Helm chart, AWS template, harness CLI conformance, container images)"
 status=0
 python3 -m pytest tests -q -p no:cacheprovider || status=$?
 # pytest exits 5 when it collects no test: not a failure of this script.

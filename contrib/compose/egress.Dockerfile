@@ -22,7 +22,7 @@ RUN apt-get update \
  && mkdir -p /egress-ca && chown egress:egress /egress-ca
 COPY contrib/egress-proxy/centaur_egress.py contrib/egress-proxy/proxy.local.yaml /etc/centaur-egress/
 COPY contrib/compose/egress-entrypoint.sh /usr/local/bin/egress-entrypoint.sh
-ENV PATH=/opt/mitmproxy/bin:$PATH
+ENV PATH=/opt/mitmproxy/bin:$PATH PYTHONUNBUFFERED=1
 USER 1002:1002
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/egress-entrypoint.sh"]
