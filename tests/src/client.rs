@@ -105,7 +105,12 @@ impl ApiClient {
             "assignment_generation": generation,
             "delivery": {"platform": "dev"},
         });
-        let response = self.expect("/agent/execute", &body, 202).await?;
+        self.post_execute(&body).await
+    }
+
+    /// `POST /agent/execute` with `body`, expecting 202; returns the execution id.
+    async fn post_execute(&self, body: &Value) -> anyhow::Result<String> {
+        let response = self.expect("/agent/execute", body, 202).await?;
         response["execution_id"]
             .as_str()
             .map(str::to_owned)
@@ -120,11 +125,7 @@ impl ApiClient {
             "message": text,
             "delivery": {"platform": "dev"},
         });
-        let response = self.expect("/agent/execute", &body, 202).await?;
-        response["execution_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("execute answered without an execution id: {response}"))
+        self.post_execute(&body).await
     }
 
     /// Spawn → message → execute, as in the deployment guide; returns the execution id.

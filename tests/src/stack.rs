@@ -222,6 +222,32 @@ impl Stack {
         ApiClient::new(&self.api_url)
     }
 
+    /// Runs one turn (spawn → message → execute) and waits up to a minute for its end;
+    /// returns the execution. Panics with the processes' logs if it does not end.
+    pub async fn finished_turn(&self, thread_key: &str, text: &str) -> serde_json::Value {
+        let client = self.client();
+        let execution_id = client
+            .turn(thread_key, text)
+            .await
+            .unwrap_or_else(|err| panic!("{err:#}\n{}", self.logs()));
+        client
+            .wait_terminal(&execution_id, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|err| panic!("{err:#}\n{}", self.logs()))
+    }
+
+    /// [`Stack::finished_turn`] that must have completed.
+    pub async fn completed_turn(&self, thread_key: &str, text: &str) -> serde_json::Value {
+        let execution = self.finished_turn(thread_key, text).await;
+        assert_eq!(
+            execution["status"],
+            "completed",
+            "{execution}\n{}",
+            self.logs()
+        );
+        execution
+    }
+
     /// Recent output of every process, for failure messages.
     pub fn logs(&self) -> String {
         std::iter::once(&self.api)

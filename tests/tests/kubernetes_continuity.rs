@@ -8,7 +8,6 @@
 use centaur_tests::binaries::binary;
 use centaur_tests::fake_kube::FakeKube;
 use centaur_tests::{until, Stack, StackOptions};
-use serde_json::Value;
 use std::time::Duration;
 
 const NAMESPACE: &str = "centaur-continuity";
@@ -45,30 +44,18 @@ async fn start(fake: &FakeKube) -> Stack {
     .unwrap()
 }
 
-async fn completed_turn(stack: &Stack, thread_key: &str, text: &str) -> Value {
-    let client = stack.client();
-    let id = client.turn(thread_key, text).await.unwrap();
-    let execution = client
-        .wait_terminal(&id, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
-    assert_eq!(
-        execution["status"],
-        "completed",
-        "{execution}\n{}",
-        stack.logs()
-    );
-    execution
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_its_pod_is_deleted_a_threads_next_turn_carries_its_transcript() {
     let fake = FakeKube::start(binary("sandbox")).await.unwrap();
     let stack = start(&fake).await;
     let thread = "continuity-k8s";
 
-    let first = completed_turn(&stack, thread, "alpha: where do pods log?").await;
-    let second = completed_turn(&stack, thread, "beta: and the dispatcher?").await;
+    let first = stack
+        .completed_turn(thread, "alpha: where do pods log?")
+        .await;
+    let second = stack
+        .completed_turn(thread, "beta: and the dispatcher?")
+        .await;
     assert_eq!(
         first["sandbox_id"], second["sandbox_id"],
         "the pod is reused"
@@ -89,7 +76,7 @@ async fn after_its_pod_is_deleted_a_threads_next_turn_carries_its_transcript() {
     .await
     .unwrap();
 
-    let third = completed_turn(&stack, thread, "gamma: summarise").await;
+    let third = stack.completed_turn(thread, "gamma: summarise").await;
     let new_sandbox = third["sandbox_id"].as_str().unwrap();
     assert_ne!(new_sandbox, old_sandbox, "a new pod");
     assert!(
@@ -122,7 +109,7 @@ async fn after_its_pod_is_deleted_a_threads_next_turn_carries_its_transcript() {
         "oldest to newest, the new message last:\n{answer}"
     );
 
-    let fourth = completed_turn(&stack, thread, "delta").await;
+    let fourth = stack.completed_turn(thread, "delta").await;
     assert_eq!(fourth["sandbox_id"], third["sandbox_id"]);
     assert_eq!(fourth["result_text"], "delta", "resumed: no transcript");
     stack.stop().await.unwrap();

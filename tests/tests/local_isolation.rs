@@ -11,24 +11,8 @@ use centaur_tests::{Stack, StackOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 /// Runs one echo turn on `thread` and returns the finished execution.
-async fn run_turn(stack: &Stack, thread: &str, text: &str) -> Value {
-    let client = stack.client();
-    let execution_id = client.turn(thread, text).await.unwrap();
-    let execution = client
-        .wait_terminal(&execution_id, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
-    assert_eq!(
-        execution["status"],
-        "completed",
-        "{execution}\n{}",
-        stack.logs()
-    );
-    execution
-}
 
 /// The `command` events of `execution`, by command line: (exit code, output).
 fn commands(execution: &Value) -> BTreeMap<String, (Option<i64>, String)> {
@@ -105,7 +89,7 @@ async fn a_local_sandbox_cannot_read_the_control_planes_secrets() {
         .map(|probe| format!("@sh {probe}"))
         .collect::<Vec<_>>()
         .join("\n");
-    let execution = run_turn(&stack, "isolation-probe", &text).await;
+    let execution = stack.completed_turn("isolation-probe", &text).await;
     let ran = commands(&execution);
     let result = |probe: &str| {
         ran.get(probe)
@@ -211,12 +195,9 @@ async fn with_a_proxy_configured_a_local_sandbox_gets_the_egress_env_and_can_rea
     .await
     .unwrap();
 
-    let execution = run_turn(
-        &stack,
-        "egress-probe",
-        "@sh env\n@sh cat \"$SSL_CERT_FILE\"",
-    )
-    .await;
+    let execution = stack
+        .completed_turn("egress-probe", "@sh env\n@sh cat \"$SSL_CERT_FILE\"")
+        .await;
     let ran = commands(&execution);
     let (_, env) = ran.get("env").cloned().unwrap();
     let vars: BTreeMap<&str, &str> = env

@@ -76,22 +76,6 @@ fn assert_process_gone(stack: &Stack, sandbox_id: &str) {
     );
 }
 
-async fn completed_turn(stack: &Stack, thread_key: &str, text: &str) -> Value {
-    let client = stack.client();
-    let id = client.turn(thread_key, text).await.unwrap();
-    let execution = client
-        .wait_terminal(&id, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
-    assert_eq!(
-        execution["status"],
-        "completed",
-        "{execution}\n{}",
-        stack.logs()
-    );
-    execution
-}
-
 fn text(execution: &Value, field: &str) -> String {
     execution[field].as_str().unwrap_or_default().to_owned()
 }
@@ -110,8 +94,12 @@ async fn a_turn_in_a_replaced_sandbox_carries_the_threads_transcript_and_a_resum
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let thread = "continuity-local";
 
-    let first = completed_turn(&stack, thread, "alpha: which port does the api use?").await;
-    let second = completed_turn(&stack, thread, "beta: and the dispatcher?").await;
+    let first = stack
+        .completed_turn(thread, "alpha: which port does the api use?")
+        .await;
+    let second = stack
+        .completed_turn(thread, "beta: and the dispatcher?")
+        .await;
     assert_eq!(first["sandbox_id"], second["sandbox_id"], "same sandbox");
     assert_eq!(
         text(&second, "result_text"),
@@ -121,7 +109,9 @@ async fn a_turn_in_a_replaced_sandbox_carries_the_threads_transcript_and_a_resum
 
     let old_sandbox = text(&second, "sandbox_id");
     kill_local_sandbox(&stack, &old_sandbox).await;
-    let third = completed_turn(&stack, thread, "gamma: summarise the thread").await;
+    let third = stack
+        .completed_turn(thread, "gamma: summarise the thread")
+        .await;
     assert_ne!(text(&third, "sandbox_id"), old_sandbox, "a new sandbox");
     let answer = text(&third, "result_text");
     assert!(answer.starts_with(TRANSCRIPT_MARK), "{answer}");
@@ -151,7 +141,7 @@ async fn a_turn_in_a_replaced_sandbox_carries_the_threads_transcript_and_a_resum
     );
 
     // The next turn in the new sandbox resumes it: no transcript again.
-    let fourth = completed_turn(&stack, thread, "delta").await;
+    let fourth = stack.completed_turn(thread, "delta").await;
     assert_eq!(fourth["sandbox_id"], third["sandbox_id"]);
     assert_eq!(text(&fourth, "result_text"), "delta");
     stack.stop().await.unwrap();
@@ -280,7 +270,9 @@ async fn a_harness_that_fails_to_start_is_retried_once_in_a_fresh_sandbox_with_t
     let thread = "start-retry";
 
     // Turn 1: the first sandbox cannot clone; the retry's fresh one can.
-    let first = completed_turn(&stack, thread, "alpha: what does README.md say?").await;
+    let first = stack
+        .completed_turn(thread, "alpha: what does README.md say?")
+        .await;
     let first_sandbox = text(&first, "sandbox_id");
     assert!(first_sandbox.ends_with("-r1"), "{first}");
     assert_eq!(
@@ -291,7 +283,7 @@ async fn a_harness_that_fails_to_start_is_retried_once_in_a_fresh_sandbox_with_t
     // Turn 2 in a new sandbox (the old one killed): it fails to start, and its retry carries
     // the thread's transcript.
     kill_local_sandbox(&stack, &first_sandbox).await;
-    let second = completed_turn(&stack, thread, "beta: and now?").await;
+    let second = stack.completed_turn(thread, "beta: and now?").await;
     let second_sandbox = text(&second, "sandbox_id");
     assert!(second_sandbox.ends_with("-r1"), "{second}");
     assert_ne!(second_sandbox, first_sandbox);
