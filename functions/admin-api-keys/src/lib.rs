@@ -5,13 +5,10 @@ use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use centaur_auth::{api_key, scope, Scope};
-use centaur_core::api::Route;
-use centaur_http::{
-    require, validate, ApiError, ApiJson, ApiPath, AppState, Authorized, Principal,
-};
+use centaur_core::api::{ErrorBody, Route};
+use centaur_http::{require, ApiError, ApiJson, ApiPath, AppState, Authorized, Principal};
 use centaur_store::api_keys::{self, ApiKeyRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -29,19 +26,82 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-#[derive(Deserialize)]
-struct CreateRequest {
-    name: String,
-    scopes: Vec<String>,
-    created_by: Option<String>,
+/// `POST /admin/api-keys`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateKeyRequest {
+    /// A name for people (not unique).
+    #[schema(min_length = 1)]
+    pub name: String,
+    #[schema(schema_with = scope_names)]
+    pub scopes: Vec<String>,
+    /// Who asked for it; default the caller.
+    pub created_by: Option<String>,
 }
 
-fn listed(record: &ApiKeyRecord) -> Value {
-    json!({
-        "id": record.id, "name": record.name, "key_prefix": record.key_prefix, "scopes": record.scopes,
-        "created_by": record.created_by, "created_at": record.created_at, "revoked_at": record.revoked_at,
-        "active": record.revoked_at.is_none(),
-    })
+/// The schema of `scopes`: at least one known scope name.
+fn scope_names() -> utoipa::openapi::schema::Array {
+    let names = [
+        Scope::All,
+        Scope::Admin,
+        Scope::Agent,
+        Scope::AgentExecute,
+        Scope::AgentStatus,
+        Scope::AgentStop,
+    ]
+    .map(Scope::as_str);
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .enum_values(Some(names)),
+        )
+        .min_items(Some(1))
+        .description(Some(
+            "At least one of `*`, `admin`, `agent` (covers `agent:execute`, `agent:status`, \
+             `agent:stop`), `agent:execute`, `agent:status`, `agent:stop`.",
+        ))
+        .build()
+}
+
+/// An API key as listings show it: never the key or its hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyView {
+    #[serde(flatten)]
+    pub record: ApiKeyRecord,
+    /// False once revoked.
+    pub active: bool,
+}
+
+impl From<ApiKeyRecord> for ApiKeyView {
+    fn from(record: ApiKeyRecord) -> Self {
+        Self {
+            active: record.revoked_at.is_none(),
+            record,
+        }
+    }
+}
+
+/// Response of `POST /admin/api-keys` (201): the key's plaintext, shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The plaintext key (`cnt_` + 43 characters): store it now, it is never shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+}
+
+/// Response of `GET /admin/api-keys`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<ApiKeyView>,
+}
+
+/// Response of `DELETE /admin/api-keys/{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevokedKey {
+    /// `revoked`.
+    pub status: &'static str,
+    pub id: uuid::Uuid,
 }
 
 fn admin(principal: &Principal) -> Result<(), ApiError> {
@@ -49,12 +109,20 @@ fn admin(principal: &Principal) -> Result<(), ApiError> {
     principal.require(Scope::Admin)
 }
 
+/// `POST /admin/api-keys`: a new key; its plaintext is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/admin/api-keys",
+    tag = "admin",
+    request_body = CreateKeyRequest,
+    responses((status = 201, description = "The key, with its plaintext (shown once).", body = CreatedKey)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     principal: Authorized<require::Admin>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: CreateRequest = validate::typed(&body)?;
+    ApiJson(request): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let name = request.name.trim();
     if name.is_empty() {
         return Err(ApiError::validation("name must not be empty"));
@@ -75,29 +143,53 @@ async fn create(
     )
     .await?;
     tracing::info!(key_id = %record.id, name, "API key created");
-    let mut body = listed(&record);
-    body["key"] = json!(key.plaintext);
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: key.plaintext,
+            view: record.into(),
+        }),
+    ))
 }
 
+/// `GET /admin/api-keys`: every key, revoked ones included.
+#[utoipa::path(
+    get,
+    path = "/admin/api-keys",
+    tag = "admin",
+    responses((status = 200, description = "Every key (never a key or hash).", body = KeyList)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     admin(&principal)?;
-    let keys: Vec<Value> = api_keys::list(&state.pool)
+    let keys = api_keys::list(&state.pool)
         .await?
-        .iter()
-        .map(listed)
+        .into_iter()
+        .map(ApiKeyView::from)
         .collect();
-    Ok(Json(json!({"keys": keys})))
+    Ok(Json(KeyList { keys }))
 }
 
+/// `DELETE /admin/api-keys/{id}`: revokes a key (its requests get 401 from now on).
+#[utoipa::path(
+    delete,
+    path = "/admin/api-keys/{id}",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The key's id.")),
+    responses(
+        (status = 200, description = "Revoked.", body = RevokedKey),
+        (status = 404, description = "`NOT_FOUND`: no such key.", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn revoke(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RevokedKey>, ApiError> {
     admin(&principal)?;
     let not_found = || ApiError::NotFound(format!("API key '{id}' not found"));
     let uuid = id.parse::<uuid::Uuid>().map_err(|_| not_found())?;
@@ -105,7 +197,20 @@ async fn revoke(
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(key_id = %uuid, "API key revoked");
-    Ok(Json(json!({"status": "revoked", "id": uuid})))
+    Ok(Json(RevokedKey {
+        status: "revoked",
+        id: uuid,
+    }))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, revoke))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.
@@ -120,6 +225,7 @@ pub fn router(state: AppState) -> Router {
 mod tests {
     use super::*;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use serde_json::json;
     use sqlx::PgPool;
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -32,9 +32,15 @@ pub const REREAD_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const PAGE: i64 = 500;
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/threads/{thread_key}/events`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Resume after this `thread_seq` (the SSE `id` of the last event seen); wins over
+    /// `Last-Event-ID`.
     after_event_id: Option<i64>,
+    /// Follow one execution: only its events, and the stream ends after its terminal state.
+    #[param(value_type = Option<centaur_core::ExecutionId>)]
     execution_id: Option<String>,
 }
 
@@ -119,6 +125,26 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>>
     })
 }
 
+/// `GET /agent/threads/{thread_key}/events`: the thread's events as Server-Sent Events
+/// (`id: <thread_seq>`, `event: <event_kind>`, `data: <event_json>`), keep-alive comments
+/// every 15 s.
+#[utoipa::path(
+    get,
+    path = "/agent/threads/{thread_key}/events",
+    tag = "agent",
+    params(
+        ("thread_key" = centaur_core::ThreadKey, Path, description = "The thread."),
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this `thread_seq` (what an EventSource sends on reconnect)."),
+    ),
+    responses((
+        status = 200,
+        description = "A stream of Server-Sent Events: `id` is the event's `thread_seq`, `event` its `event_kind` (`execution_state`, `execution_started`, `harness_event`, `execution_summary`, `final_delivery_ready`, `final_delivery_delivered`), `data` its JSON. Open until the client leaves, or, with `execution_id`, until that execution's terminal `execution_state`.",
+        content_type = "text/event-stream",
+        body = String,
+    )),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn events(
     State(state): State<AppState>,
     principal: Principal,
@@ -154,6 +180,16 @@ async fn events(
         done: false,
     };
     Ok(Sse::new(event_stream(cursor)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use centaur_core::api::{ExecuteRequest, Route};
+use centaur_core::api::{ErrorBody, ExecuteRequest, ExecuteResponse, Route};
 use centaur_core::canonical::request_hash;
 use centaur_http::{require, turn, validate, ApiError, ApiJson, AppState, Authorized};
 use centaur_store::executions::NewExecution;
@@ -49,6 +49,19 @@ fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
     Ok(slack)
 }
 
+/// `POST /agent/execute`: accepts a turn (202); on the one-call path (no
+/// `assignment_generation`, a `message`) also spawns and stores the message.
+#[utoipa::path(
+    post,
+    path = "/agent/execute",
+    tag = "agent",
+    request_body = ExecuteRequest,
+    responses(
+        (status = 202, description = "The execution is stored and queued (or, with `idempotent: true`, the stored answer of an earlier identical request).", body = ExecuteResponse),
+        (status = 409, description = "`NO_ACTIVE_ASSIGNMENT`, `ASSIGNMENT_GENERATION_STALE`, `ACTIVE_ASSIGNMENT_PROMPT_MISMATCH`, `IDEMPOTENCY_PAYLOAD_MISMATCH`, `THREAD_FAILURE_LOOP`, `NO_PENDING_MESSAGES`.", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn execute(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
@@ -90,6 +103,16 @@ async fn execute(
     )?;
     let (response, _created) = turn::execute(&state, &new, &workspace).await?;
     Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(execute))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.

@@ -5,12 +5,11 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use centaur_auth::Scope;
-use centaur_core::api::Route;
+use centaur_core::api::{CancelResponse, ErrorBody, ExecutionList, ExecutionView, Route};
 use centaur_core::ExecutionId;
 use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
 use centaur_store::executions::{self, CancelOutcome};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -48,67 +47,122 @@ async fn authorised_thread(
     Ok(thread_key)
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/executions/{execution_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetQuery {
+    /// Include the execution's events (default true).
     events: Option<bool>,
 }
 
+/// `GET /agent/executions/{execution_id}`: one execution with its events.
+#[utoipa::path(
+    get,
+    path = "/agent/executions/{execution_id}",
+    tag = "agent",
+    params(
+        ("execution_id" = centaur_core::ExecutionId, Path, description = "The execution (`exe_` + 16 hex)."),
+        GetQuery,
+    ),
+    responses(
+        (status = 200, description = "The execution.", body = ExecutionView),
+        (status = 404, description = "`NOT_FOUND`: no such execution.", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn get_execution(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(execution_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExecutionView>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     authorised_thread(&state, &principal, &execution_id).await?;
     let view = executions::get(&state.pool, &execution_id, query.events.unwrap_or(true))
         .await?
         .ok_or_else(|| not_found(&execution_id))?;
-    Ok(Json(
-        serde_json::to_value(view).map_err(|err| ApiError::Internal(err.to_string()))?,
-    ))
+    Ok(Json(view))
 }
 
+/// `POST /agent/executions/{execution_id}/cancel`: cancel at once if queued, ask the
+/// dispatcher to stop it if running, nothing if it already ended.
+#[utoipa::path(
+    post,
+    path = "/agent/executions/{execution_id}/cancel",
+    tag = "agent",
+    params(("execution_id" = centaur_core::ExecutionId, Path, description = "The execution (`exe_` + 16 hex).")),
+    responses(
+        (status = 200, description = "What the cancel did.", body = CancelResponse),
+        (status = 404, description = "`NOT_FOUND`: no such execution.", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(execution_id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CancelResponse>, ApiError> {
     principal.require(Scope::AgentStop)?;
     authorised_thread(&state, &principal, &execution_id).await?;
-    let body = match executions::cancel(&state.pool, &execution_id).await? {
-        CancelOutcome::Cancelled => {
-            json!({"ok": true, "execution_id": execution_id, "status": "cancelled"})
-        }
-        CancelOutcome::Requested => {
-            json!({"ok": true, "execution_id": execution_id, "status": "cancel_requested"})
-        }
-        CancelOutcome::Unchanged(status) => {
-            json!({"ok": true, "execution_id": execution_id, "status": status, "idempotent": true})
-        }
+    let (status, idempotent) = match executions::cancel(&state.pool, &execution_id).await? {
+        CancelOutcome::Cancelled => ("cancelled".to_owned(), false),
+        CancelOutcome::Requested => ("cancel_requested".to_owned(), false),
+        CancelOutcome::Unchanged(status) => (status, true),
     };
-    Ok(Json(body))
+    Ok(Json(CancelResponse {
+        ok: true,
+        execution_id,
+        status,
+        idempotent,
+    }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/threads/{thread_key}/executions`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// How many, newest first: 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
+/// `GET /agent/threads/{thread_key}/executions`: the thread's executions, newest first.
+#[utoipa::path(
+    get,
+    path = "/agent/threads/{thread_key}/executions",
+    tag = "agent",
+    params(
+        ("thread_key" = centaur_core::ThreadKey, Path, description = "The thread."),
+        ListQuery,
+    ),
+    responses((status = 200, description = "The thread's executions, newest first.", body = ExecutionList)),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn list_for_thread(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(thread_key): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExecutionList>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     let thread_key = validate::thread_key(&thread_key)?;
     principal.require_thread(thread_key.as_str())?;
     let limit = validate::limit(query.limit, 20, 100)?;
     let executions = executions::list_for_thread(&state.pool, thread_key.as_str(), limit).await?;
-    Ok(Json(
-        json!({"thread_key": thread_key, "executions": executions}),
-    ))
+    Ok(Json(ExecutionList {
+        thread_key: thread_key.to_string(),
+        executions,
+    }))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_execution, cancel, list_for_thread))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.
@@ -129,6 +183,7 @@ mod tests {
     use axum::http::StatusCode;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
     use centaur_store::executions::NewExecution;
+    use serde_json::json;
     use sqlx::PgPool;
 
     async fn queued(pool: &PgPool, thread: &str) -> String {

@@ -5,14 +5,17 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use centaur_auth::Scope;
-use centaur_core::api::{codes, MessageRequest, NewMessage, Route};
+use centaur_core::api::{
+    codes, ErrorBody, MessageBatchRequest, MessageBatchResponse, MessageRequest, MessageResponse,
+    NewMessage, Route,
+};
 use centaur_core::canonical::request_hash;
 use centaur_http::{
     require, validate, ApiError, ApiJson, ApiQuery, AppState, Authorized, Principal,
 };
-use centaur_store::messages;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centaur_store::messages::{self, MessageView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -68,6 +71,18 @@ pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessa
     })
 }
 
+/// `POST /agent/message`: stores one message on the thread's active assignment.
+#[utoipa::path(
+    post,
+    path = "/agent/message",
+    tag = "agent",
+    request_body = MessageRequest,
+    responses(
+        (status = 200, description = "The message is stored.", body = MessageResponse),
+        (status = 409, description = "`NO_ACTIVE_ASSIGNMENT`, `ASSIGNMENT_GENERATION_STALE`, `IDEMPOTENCY_PAYLOAD_MISMATCH` (the same `message_id` with another payload).", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn post_one(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
@@ -94,11 +109,23 @@ struct BatchRequest {
     messages: Vec<Value>,
 }
 
+/// `POST /agent/messages`: stores several messages, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/agent/messages",
+    tag = "agent",
+    request_body = MessageBatchRequest,
+    responses(
+        (status = 200, description = "Every message is stored.", body = MessageBatchResponse),
+        (status = 409, description = "`NO_ACTIVE_ASSIGNMENT`, `ASSIGNMENT_GENERATION_STALE`, `IDEMPOTENCY_PAYLOAD_MISMATCH`.", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn post_batch(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageBatchResponse>, ApiError> {
     let request: BatchRequest = validate::typed(&body)?;
     let thread_key = validate::thread_key(&request.thread_key)?;
     principal.require_thread(thread_key.as_str())?;
@@ -120,24 +147,55 @@ async fn post_batch(
         &batch,
     )
     .await?;
-    let ids: Vec<Value> = responses.iter().map(|r| r["message_id"].clone()).collect();
-    Ok(Json(
-        json!({"ok": true, "inserted": ids.len(), "message_ids": ids}),
-    ))
+    let message_ids: Vec<String> = responses
+        .iter()
+        .filter_map(|r| r["message_id"].as_str().map(str::to_owned))
+        .collect();
+    Ok(Json(MessageBatchResponse {
+        ok: true,
+        inserted: message_ids.len(),
+        message_ids,
+    }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/messages`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The thread to read.
+    #[param(value_type = centaur_core::ThreadKey)]
     thread_key: String,
+    /// Messages after this `next_cursor` of an earlier page (default: from the start).
     cursor: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
+
+/// A page of a thread's messages, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessagePage {
+    pub thread_key: String,
+    pub messages: Vec<MessageView>,
+    /// The cursor of the next page; none when this page is the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// `GET /agent/messages`: a page of the thread's messages.
+#[utoipa::path(
+    get,
+    path = "/agent/messages",
+    tag = "agent",
+    params(ListQuery),
+    responses((status = 200, description = "A page of messages.", body = MessagePage)),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagePage>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     let thread_key = validate::thread_key(&query.thread_key)?;
     principal.require_thread(thread_key.as_str())?;
@@ -152,9 +210,21 @@ async fn list(
     let next_cursor = (page.len() as i64 == limit)
         .then(|| page.last().map(|m| m.seq))
         .flatten();
-    Ok(Json(
-        json!({"thread_key": thread_key, "messages": page, "next_cursor": next_cursor}),
-    ))
+    Ok(Json(MessagePage {
+        thread_key: thread_key.to_string(),
+        messages: page,
+        next_cursor,
+    }))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(post_one, post_batch, list))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.
@@ -170,6 +240,7 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use serde_json::{json, Value};
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use centaur_auth::Scope;
-use centaur_core::api::{Route, SpawnRequest};
+use centaur_core::api::{ErrorBody, Route, SpawnRequest, SpawnResponse};
 use centaur_core::canonical::request_hash;
 use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
 use centaur_store::assignments;
@@ -18,6 +18,19 @@ pub const ROUTES: &[Route] = &[Route {
     path: "/agent/spawn",
 }];
 
+/// `POST /agent/spawn`: attach to the thread's active assignment or create the next
+/// generation.
+#[utoipa::path(
+    post,
+    path = "/agent/spawn",
+    tag = "agent",
+    request_body = SpawnRequest,
+    responses(
+        (status = 200, description = "The thread's active assignment (attached or created).", body = SpawnResponse),
+        (status = 409, description = "`ACTIVE_ASSIGNMENT_PROMPT_MISMATCH` (another harness, repo or override than the active assignment's: release first), `IDEMPOTENCY_PAYLOAD_MISMATCH` (the same `spawn_id` with another payload).", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn spawn(
     State(state): State<AppState>,
     principal: Principal,
@@ -48,6 +61,16 @@ async fn spawn(
     )
     .await?;
     Ok(Json(response))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(spawn))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.

@@ -6,13 +6,15 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use centaur_auth::Scope;
-use centaur_core::api::Route;
-use centaur_core::canonical::request_hash;
+use centaur_core::api::{ReleaseRequest, ReleaseResponse, Route};
+use centaur_core::canonical::typed_request_hash;
 use centaur_http::extract::parse_json;
 use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
+use centaur_store::threads::{ThreadStatus, ThreadSummary};
+use centaur_store::usage::{HarnessUsage, UsageTotal};
+use centaur_store::warm::WarmSandbox;
 use centaur_store::{assignments, threads, usage, warm};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -38,49 +40,69 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-#[derive(Deserialize, Default)]
-struct ReleaseRequest {
-    release_id: Option<String>,
-    #[serde(default)]
-    cancel_inflight: bool,
-}
-
+/// `POST /agent/threads/{thread_key}/release`: releases the active assignment (the next
+/// spawn gets generation + 1), optionally cancelling unfinished executions.
+#[utoipa::path(
+    post,
+    path = "/agent/threads/{thread_key}/release",
+    tag = "agent",
+    params(("thread_key" = centaur_core::ThreadKey, Path, description = "The thread.")),
+    request_body(content = Option<ReleaseRequest>, description = "Optional: an empty body releases without cancelling.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Released (or, with `released: false`, nothing was active).", body = ReleaseResponse),
+        (status = 409, description = "`IDEMPOTENCY_PAYLOAD_MISMATCH`: the same `release_id` with another payload.", body = centaur_core::api::ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn release(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(thread_key): ApiPath<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReleaseResponse>, ApiError> {
     principal.require(Scope::AgentStop)?;
     let thread_key = validate::thread_key(&thread_key)?;
     principal.require_thread(thread_key.as_str())?;
-    let raw: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
+    // The body is optional: empty, `null` and `{}` all release without cancelling.
+    let request: ReleaseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReleaseRequest::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<ReleaseRequest>>(&body)?.unwrap_or_default()
     };
-    let request: ReleaseRequest = validate::typed(&raw)?;
     let response = assignments::release(
         &state.pool,
         thread_key.as_str(),
         request.release_id.as_deref(),
         request.cancel_inflight,
-        &request_hash(&raw),
+        &typed_request_hash(&request),
     )
     .await?;
-    Ok(Json(response))
+    Ok(Json(validate::stored_response(response)?))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/status`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
+    /// The thread.
+    #[param(value_type = centaur_core::ThreadKey)]
     key: String,
 }
 
+/// `GET /agent/status?key=`: one thread at a glance.
+#[utoipa::path(
+    get,
+    path = "/agent/status",
+    tag = "agent",
+    params(StatusQuery),
+    responses((status = 200, description = "The thread's assignment, latest execution, pending messages, sandbox and usage.", body = ThreadStatus)),
+    security(("api_key" = []), ("bearer" = []), ("sandbox_token" = [])),
+)]
 async fn status(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadStatus>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     let thread_key = validate::thread_key(&query.key)?;
     principal.require_thread(thread_key.as_str())?;
@@ -89,56 +111,125 @@ async fn status(
     ))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/threads`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// How many threads: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
+/// `GET /agent/threads`: threads by most recent assignment change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThreadList {
+    pub threads: Vec<ThreadSummary>,
+}
+
+/// `GET /agent/threads`: threads, newest first (not for sandbox tokens).
+#[utoipa::path(
+    get,
+    path = "/agent/threads",
+    tag = "agent",
+    params(ListQuery),
+    responses((status = 200, description = "Threads, newest first.", body = ThreadList)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadList>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     principal.require_not_sandbox()?;
     let limit = validate::limit(query.limit, 50, 500)?;
-    Ok(Json(
-        json!({"threads": threads::list(&state.pool, limit).await?}),
-    ))
+    Ok(Json(ThreadList {
+        threads: threads::list(&state.pool, limit).await?,
+    }))
 }
 
+/// `GET /agent/pool`: the warm pool's settings and sandboxes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PoolStatus {
+    /// `WARM_POOL_ENABLED`.
+    pub enabled: bool,
+    /// `WARM_POOL_SIZE`.
+    pub target_size: u32,
+    /// The harness warm sandboxes are started for.
+    #[schema(value_type = centaur_core::Harness)]
+    pub harness: String,
+    pub ready: usize,
+    pub claimed: usize,
+    pub failed: usize,
+    /// Every warm sandbox row, newest first (at most 500).
+    pub sandboxes: Vec<WarmSandbox>,
+}
+
+/// `GET /agent/pool`: the warm pool (admin).
+#[utoipa::path(
+    get,
+    path = "/agent/pool",
+    tag = "admin",
+    responses((status = 200, description = "The warm pool.", body = PoolStatus)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn pool(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PoolStatus>, ApiError> {
     principal.require(Scope::Admin)?;
     let sandboxes = warm::list(&state.pool).await?;
     let count = |wanted: &str| sandboxes.iter().filter(|s| s.state == wanted).count();
     let config = &state.config.sandbox;
-    Ok(Json(json!({
-        "enabled": config.warm_pool_enabled,
-        "target_size": config.warm_pool_size,
-        "harness": config.warm_pool_harness.as_str(),
-        "ready": count("ready"),
-        "claimed": count("claimed"),
-        "failed": count("failed"),
-        "sandboxes": sandboxes,
-    })))
+    Ok(Json(PoolStatus {
+        enabled: config.warm_pool_enabled,
+        target_size: config.warm_pool_size,
+        harness: config.warm_pool_harness.as_str().to_owned(),
+        ready: count("ready"),
+        claimed: count("claimed"),
+        failed: count("failed"),
+        sandboxes,
+    }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /agent/usage`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// An RFC 3339 time, a date (midnight UTC) or a span back from now (`90m`, `24h`, `7d`).
     since: Option<String>,
+    /// Only this harness.
+    #[param(value_type = Option<centaur_core::Harness>)]
     harness: Option<String>,
+}
+
+/// `GET /agent/usage`: tokens per harness, and their total.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageReport {
+    /// The `since` asked for, resolved to a time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The harness asked for (canonical name).
+    #[schema(value_type = Option<centaur_core::Harness>)]
+    pub harness: Option<&'static str>,
+    pub harnesses: Vec<HarnessUsage>,
+    pub total: UsageTotal,
 }
 
 /// `GET /agent/usage?since=&harness=`: tokens per harness over the retained executions
 /// (those whose usage was last reported at or after `since`), and their total.
+#[utoipa::path(
+    get,
+    path = "/agent/usage",
+    tag = "agent",
+    params(UsageQuery),
+    responses((status = 200, description = "Tokens per harness and in total.", body = UsageReport)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn usage_by_harness(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<UsageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsageReport>, ApiError> {
     principal.require(Scope::AgentStatus)?;
     principal.require_not_sandbox()?;
     let since = query
@@ -159,12 +250,22 @@ async fn usage_by_harness(
             output_tokens: total.output_tokens.saturating_add(h.output_tokens),
             executions: total.executions.saturating_add(h.executions),
         });
-    Ok(Json(json!({
-        "since": since,
-        "harness": harness.map(|h| h.as_str()),
-        "harnesses": harnesses,
-        "total": total,
-    })))
+    Ok(Json(UsageReport {
+        since,
+        harness: harness.map(|h| h.as_str()),
+        harnesses,
+        total,
+    }))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(release, status, list, pool, usage_by_harness))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.
@@ -185,6 +286,7 @@ mod tests {
     use centaur_http::testing::{
         apigw_v2_event, create_key, test_state, Caller, TestClient, TEST_SIGNING_KEY,
     };
+    use serde_json::{json, Value};
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {

@@ -1,6 +1,8 @@
 //! `api`: every function's routes on one port (8000), for the Helm chart's API Deployment
 //! and local development.
 
+pub mod openapi;
+
 use axum::Router;
 use centaur_core::api::Route;
 use centaur_http::AppState;
@@ -36,9 +38,10 @@ pub fn routes_json() -> String {
     serde_json::Value::Object(functions).to_string()
 }
 
-/// Every function's router, merged.
+/// Every function's router, merged, with `GET /openapi.json`.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(openapi::router())
         .merge(health::router(state.clone()))
         .merge(admin_api_keys::router(state.clone()))
         .merge(agent_spawn::router(state.clone()))

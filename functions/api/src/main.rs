@@ -1,7 +1,9 @@
-//! `api [migrate | routes | check-config]`: every Centaur function on one port (default 8000).
-//! `migrate` applies the migrations and exits; `routes` prints every function's routes as
-//! JSON (what the AWS template is checked against); `check-config` parses the environment
-//! and exits, naming the first missing or invalid variable (what the chart is checked against).
+//! `api [migrate | routes | openapi | check-config]`: every Centaur function on one port
+//! (default 8000). `migrate` applies the migrations and exits; `routes` prints every
+//! function's routes as JSON (what the AWS template is checked against); `openapi` prints the
+//! OpenAPI document (`api openapi > contrib/openapi.json`); `check-config` parses the
+//! environment and exits, naming the first missing or invalid variable (what the chart is
+//! checked against).
 
 use centaur_config::{ApiConfig, DatabaseConfig, Env};
 use clap::{FromArgMatches, Subcommand};
@@ -13,6 +15,8 @@ enum Command {
     Migrate,
     /// Print every function's routes as JSON.
     Routes,
+    /// Print the OpenAPI 3.1 document (`api openapi > contrib/openapi.json`).
+    Openapi,
     /// Parse the environment and exit, naming the first missing or invalid variable.
     CheckConfig,
 }
@@ -26,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     .get_matches();
     match Command::from_arg_matches(&matches).ok() {
         Some(Command::Routes) => println!("{}", api::routes_json()),
+        Some(Command::Openapi) => print!("{}", api::openapi::json()),
         Some(Command::CheckConfig) => {
             ApiConfig::from_env(&Env::from_process())?;
             println!("configuration ok");

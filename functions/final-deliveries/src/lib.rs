@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use centaur_core::api::{codes, Route};
+use centaur_core::api::{codes, ErrorBody, Route};
 use centaur_http::{require, validate, ApiError, ApiJson, ApiPath, AppState, Authorized};
-use centaur_store::outbox::{self, FailedOutcome, Retry};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use centaur_store::outbox::{self, ClaimedDelivery, FailedOutcome, Retry};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::time::Duration;
 
 /// The routes this function serves.
@@ -66,20 +66,45 @@ fn lease_lost(execution_id: &str) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /agent/final-deliveries/claim`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ClaimRequest {
-    worker_id: String,
-    limit: Option<i64>,
-    platform: Option<String>,
-    lease_s: Option<u64>,
+pub struct ClaimRequest {
+    /// The deliverer (1 to 200 characters, not blank): the lease holder.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub worker_id: String,
+    /// At most this many rows: 1 to 100 (default 10).
+    #[schema(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Only rows for this delivery platform.
+    pub platform: Option<String>,
+    /// Lease length in seconds: 10 to 600 (default 60).
+    #[schema(minimum = 10, maximum = 600)]
+    pub lease_s: Option<u64>,
 }
 
+/// Response of `POST /agent/final-deliveries/claim`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClaimResponse {
+    pub ok: bool,
+    /// The rows now leased to the worker (none when nothing is due).
+    pub deliveries: Vec<ClaimedDelivery>,
+}
+
+/// `POST /agent/final-deliveries/claim`: lease due answers for delivery.
+#[utoipa::path(
+    post,
+    path = "/agent/final-deliveries/claim",
+    tag = "final-deliveries",
+    request_body = ClaimRequest,
+    responses((status = 200, description = "The claimed rows.", body = ClaimResponse)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn claim(
     State(state): State<AppState>,
     _worker: Authorized<require::DeliveryWorker>,
     ApiJson(request): ApiJson<ClaimRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClaimResponse>, ApiError> {
     let limit = validate::limit(request.limit, 10, 100)?;
     let claimed = outbox::claim(
         &state.pool,
@@ -89,24 +114,64 @@ async fn claim(
         lease(request.lease_s)?,
     )
     .await?;
-    Ok(Json(json!({"ok": true, "deliveries": claimed})))
+    Ok(Json(ClaimResponse {
+        ok: true,
+        deliveries: claimed,
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /agent/final-deliveries/{execution_id}/heartbeat`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HeartbeatRequest {
-    worker_id: String,
-    lease_s: Option<u64>,
+pub struct HeartbeatRequest {
+    /// The lease holder.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub worker_id: String,
+    /// New lease length in seconds: 10 to 600 (default 60).
+    #[schema(minimum = 10, maximum = 600)]
+    pub lease_s: Option<u64>,
     /// Chunks posted so far, so a takeover resumes after them.
-    delivered_chunks: Option<i32>,
+    #[schema(minimum = 0)]
+    pub delivered_chunks: Option<i32>,
 }
 
+/// Response of a heartbeat.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HeartbeatResponse {
+    pub ok: bool,
+    pub execution_id: String,
+    pub lease_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Response of `delivered` and `failed`: where the row is now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryState {
+    pub ok: bool,
+    pub execution_id: String,
+    /// `delivered`, `pending` (a retry is scheduled) or `dead_letter`.
+    pub state: &'static str,
+}
+
+/// `POST /agent/final-deliveries/{execution_id}/heartbeat`: extend the lease (and record
+/// chunks posted).
+#[utoipa::path(
+    post,
+    path = "/agent/final-deliveries/{execution_id}/heartbeat",
+    tag = "final-deliveries",
+    params(("execution_id" = centaur_core::ExecutionId, Path, description = "The execution whose answer is delivered.")),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "The lease is extended.", body = HeartbeatResponse),
+        (status = 409, description = "`DELIVERY_LEASE_LOST`: the row is not leased to this worker (expired, taken over or finished).", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn heartbeat(
     State(state): State<AppState>,
     _worker: Authorized<require::DeliveryWorker>,
     ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<HeartbeatRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HeartbeatResponse>, ApiError> {
     let owner = worker(&request.worker_id)?;
     if let Some(chunks) = request.delivered_chunks {
         if chunks < 0 {
@@ -121,55 +186,98 @@ async fn heartbeat(
     let expires = outbox::heartbeat(&state.pool, &execution_id, owner, lease(request.lease_s)?)
         .await?
         .ok_or_else(|| lease_lost(&execution_id))?;
-    Ok(Json(
-        json!({"ok": true, "execution_id": execution_id, "lease_expires_at": expires}),
-    ))
+    Ok(Json(HeartbeatResponse {
+        ok: true,
+        execution_id,
+        lease_expires_at: expires,
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /agent/final-deliveries/{execution_id}/delivered`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeliveredRequest {
-    worker_id: String,
-    /// What the deliverer wants recorded (message ids, permalinks).
-    detail: Option<Value>,
+pub struct DeliveredRequest {
+    /// The lease holder.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub worker_id: String,
+    /// What the deliverer wants recorded (message ids, permalinks): a JSON object.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
 }
 
+/// `POST /agent/final-deliveries/{execution_id}/delivered`: the answer was posted.
+#[utoipa::path(
+    post,
+    path = "/agent/final-deliveries/{execution_id}/delivered",
+    tag = "final-deliveries",
+    params(("execution_id" = centaur_core::ExecutionId, Path, description = "The execution whose answer is delivered.")),
+    request_body = DeliveredRequest,
+    responses(
+        (status = 200, description = "Recorded as delivered.", body = DeliveryState),
+        (status = 409, description = "`DELIVERY_LEASE_LOST`: the row is not leased to this worker (expired, taken over or finished).", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn delivered(
     State(state): State<AppState>,
     _worker: Authorized<require::DeliveryWorker>,
     ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<DeliveredRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryState>, ApiError> {
     let detail = validate::optional_object(request.detail.as_ref(), "detail")?;
     let owner = worker(&request.worker_id)?;
     if !outbox::delivered(&state.pool, &execution_id, owner, &detail).await? {
         return Err(lease_lost(&execution_id));
     }
-    Ok(Json(
-        json!({"ok": true, "execution_id": execution_id, "state": "delivered"}),
-    ))
+    Ok(Json(DeliveryState {
+        ok: true,
+        execution_id,
+        state: "delivered",
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /agent/final-deliveries/{execution_id}/failed`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FailedRequest {
-    worker_id: String,
-    error: String,
+pub struct FailedRequest {
+    /// The lease holder.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub worker_id: String,
+    /// What failed (not blank).
+    #[schema(pattern = r"\S")]
+    pub error: String,
+    /// False: retrying cannot help, dead-letter now (default true).
     #[serde(default = "retryable_by_default")]
-    retryable: bool,
-    retry_after_s: Option<u64>,
+    #[schema(default = true)]
+    pub retryable: bool,
+    /// Retry after this many seconds (default 30, at most 3600).
+    pub retry_after_s: Option<u64>,
 }
 
 fn retryable_by_default() -> bool {
     true
 }
 
+/// `POST /agent/final-deliveries/{execution_id}/failed`: the delivery failed; retry
+/// later or dead-letter.
+#[utoipa::path(
+    post,
+    path = "/agent/final-deliveries/{execution_id}/failed",
+    tag = "final-deliveries",
+    params(("execution_id" = centaur_core::ExecutionId, Path, description = "The execution whose answer is delivered.")),
+    request_body = FailedRequest,
+    responses(
+        (status = 200, description = "Where the row is now.", body = DeliveryState),
+        (status = 409, description = "`DELIVERY_LEASE_LOST`: the row is not leased to this worker (expired, taken over or finished).", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn failed(
     State(state): State<AppState>,
     _worker: Authorized<require::DeliveryWorker>,
     ApiPath(execution_id): ApiPath<String>,
     ApiJson(request): ApiJson<FailedRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryState>, ApiError> {
     let owner = worker(&request.worker_id)?;
     if request.error.trim().is_empty() {
         return Err(ApiError::validation("error must say what failed"));
@@ -187,9 +295,21 @@ async fn failed(
             FailedOutcome::RetryScheduled => "pending",
             FailedOutcome::DeadLettered => "dead_letter",
         };
-    Ok(Json(
-        json!({"ok": true, "execution_id": execution_id, "state": state_name}),
-    ))
+    Ok(Json(DeliveryState {
+        ok: true,
+        execution_id,
+        state: state_name,
+    }))
+}
+
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(claim, heartbeat, delivered, failed))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The function's router.
@@ -216,6 +336,7 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use serde_json::json;
     use sqlx::PgPool;
 
     /// A finished execution whose outbox row is pending.

@@ -11,7 +11,7 @@ use centaur_core::api::Route;
 use centaur_core::{ExecutionStatus, Harness};
 use centaur_http::{ApiError, AppState, Principal};
 use centaur_store::harness_reports::{self, CliReport};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::time::Duration;
 
 /// The routes this function serves.
@@ -38,13 +38,89 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-async fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /health`, `GET /health/live`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// `GET /health/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok`, or `degraded` (503).
+    pub status: &'static str,
+    /// The database answered `SELECT 1`.
+    pub database: bool,
+    /// The queue answered.
+    pub queue: bool,
+    /// What failed, when something did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One harness or integration in `GET /health/tools`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Tool {
+    pub name: String,
+    /// `harness`, `integration`, `queue` or `sandbox`.
+    pub kind: &'static str,
+    pub ready: bool,
+    /// Why it is (not) ready, in words.
+    pub detail: String,
+    /// Harnesses: the model credential is bound in iron-proxy (or none is needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_bound: Option<bool>,
+    /// Harnesses: the last sandbox that ran it found its CLI (unknown until one ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli_present: Option<Option<bool>>,
+    /// Harnesses: the CLI version that sandbox reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli_version: Option<Option<String>>,
+}
+
+/// The counts of `GET /health/tools`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ToolsSummary {
+    pub loaded_count: usize,
+    pub failed_count: usize,
+}
+
+/// `GET /health/tools`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ToolsReport {
+    pub summary: ToolsSummary,
+    /// Ready harnesses and integrations.
+    pub loaded: Vec<Tool>,
+    /// The ones that are not ready, each saying why.
+    pub failed: Vec<Tool>,
+}
+
+/// `GET /health`, `GET /health/live`: the process answers (the document's `/health/live`
+/// is a copy of `/health`, see [`openapi`]).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses((status = 200, description = "Alive.", body = Liveness)),
+)]
+async fn live() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
 }
 
 /// How long `/health/ready` waits for each dependency (checked side by side).
 pub const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// `GET /health/ready`: the database and the queue answer, each within 1.5 s.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Degraded: `error` says what did not answer.", body = Readiness),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let timed_out =
         |what: &str| format!("no answer within {READY_CHECK_TIMEOUT:?} from the {what}");
@@ -61,7 +137,12 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let queue = queue
         .map_err(|_| timed_out("queue"))
         .and_then(|result| result.map_err(|err| err.to_string()));
-    let mut body = json!({"status": "ok", "database": database.is_ok(), "queue": queue.is_ok()});
+    let mut body = Readiness {
+        status: "ok",
+        database: database.is_ok(),
+        queue: queue.is_ok(),
+        error: None,
+    };
     let errors: Vec<String> = [
         database.err().map(|err| format!("database: {err}")),
         queue.err().map(|err| format!("queue: {err}")),
@@ -72,19 +153,27 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if errors.is_empty() {
         return (StatusCode::OK, Json(body));
     }
-    body["status"] = json!("degraded");
-    body["error"] = json!(errors.join("; "));
+    body.status = "degraded";
+    body.error = Some(errors.join("; "));
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
 /// One `/health/tools` entry.
-fn tool(name: &str, kind: &str, ready: bool, detail: String) -> Value {
-    json!({"name": name, "kind": kind, "ready": ready, "detail": detail})
+fn tool(name: &str, kind: &'static str, ready: bool, detail: String) -> Tool {
+    Tool {
+        name: name.to_owned(),
+        kind,
+        ready,
+        detail,
+        credential_bound: None,
+        cli_present: None,
+        cli_version: None,
+    }
 }
 
 /// One harness's `/health/tools` entry: ready when its credential is bound in iron-proxy
 /// (or it needs none) and the last sandbox that ran it did not find its CLI missing.
-fn harness_entry(harness: Harness, bound_secrets: &[String], report: Option<&CliReport>) -> Value {
+fn harness_entry(harness: Harness, bound_secrets: &[String], report: Option<&CliReport>) -> Tool {
     let (bound, binding_detail) = match harness.credential_binding() {
         None => (true, "needs no credential".to_owned()),
         Some(binding) if bound_secrets.iter().any(|s| s == binding.secret) => (
@@ -122,17 +211,17 @@ fn harness_entry(harness: Harness, bound_secrets: &[String], report: Option<&Cli
         bound && cli_present != Some(false),
         format!("{binding_detail}; {cli_detail}"),
     );
-    entry["credential_bound"] = json!(bound);
-    entry["cli_present"] = json!(cli_present);
-    entry["cli_version"] = json!(report.and_then(|r| r.cli_version.clone()));
+    entry.credential_bound = Some(bound);
+    entry.cli_present = Some(cli_present);
+    entry.cli_version = Some(report.and_then(|r| r.cli_version.clone()));
     entry
 }
 
 /// What `/health/tools` reports: harness credential bindings and CLIs, Slack, queue,
 /// sandboxes.
-pub fn tools(state: &AppState, queue_ok: Result<(), String>, reports: &[CliReport]) -> Vec<Value> {
+pub fn tools(state: &AppState, queue_ok: Result<(), String>, reports: &[CliReport]) -> Vec<Tool> {
     let config = &state.config;
-    let mut entries: Vec<Value> = Harness::ALL
+    let mut entries: Vec<Tool> = Harness::ALL
         .into_iter()
         .map(|harness| {
             let report = reports.iter().find(|r| r.harness == harness.as_str());
@@ -175,23 +264,41 @@ pub fn tools(state: &AppState, queue_ok: Result<(), String>, reports: &[CliRepor
     entries
 }
 
+/// `GET /health/tools`: the harnesses and integrations, ready or not (admin).
+#[utoipa::path(
+    get,
+    path = "/health/tools",
+    tag = "health",
+    responses((status = 200, description = "Harnesses and integrations.", body = ToolsReport)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 async fn tools_report(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ToolsReport>, ApiError> {
     principal.require(Scope::Admin)?;
     let queue = state.queue.ping().await.map_err(|err| err.to_string());
     let reports = harness_reports::all(&state.pool).await?;
-    let (loaded, failed): (Vec<Value>, Vec<Value>) = tools(&state, queue, &reports)
+    let (loaded, failed): (Vec<Tool>, Vec<Tool>) = tools(&state, queue, &reports)
         .into_iter()
-        .partition(|entry| entry["ready"] == true);
-    Ok(Json(json!({
-        "summary": {"loaded_count": loaded.len(), "failed_count": failed.len()},
-        "loaded": loaded,
-        "failed": failed,
-    })))
+        .partition(|entry| entry.ready);
+    Ok(Json(ToolsReport {
+        summary: ToolsSummary {
+            loaded_count: loaded.len(),
+            failed_count: failed.len(),
+        },
+        loaded,
+        failed,
+    }))
 }
 
+/// `GET /metrics`: Prometheus text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition.", content_type = "text/plain", body = String)),
+)]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let recorder = centaur_telemetry::metrics();
     if let Ok(counts) = centaur_store::dispatch::count_by_status(&state.pool).await {
@@ -209,6 +316,18 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// The documented handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(live, ready, tools_report, metrics_text))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = <ApiDoc as utoipa::OpenApi>::openapi();
+    centaur_http::openapi::alias(&mut document, "/health", "/health/live");
+    document
+}
+
 /// The function's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -224,6 +343,7 @@ pub fn router(state: AppState) -> Router {
 mod tests {
     use super::*;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use serde_json::{json, Value};
     use sqlx::PgPool;
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -24,7 +24,7 @@ use centaur_slack::{context, signature, IncomingMessage, SlackClient};
 use centaur_store::notices::{self, NewNotice};
 use centaur_store::{messages, slack_events};
 use handoff::Outcome;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -68,14 +68,82 @@ pub const CONTEXT_BUDGET: Duration = Duration::from_millis(1500);
 /// Pages of `conversations.replies` read at most for a thread's context.
 const CONTEXT_PAGES: usize = 5;
 
+/// What the webhook answers: Slack reads only the status (and `challenge`); the rest says
+/// what became of the event, for logs and tests.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct SlackAnswer {
+    /// False for a refused request (bad signature, unparseable payload, not configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// `url_verification`: the challenge echoed back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    /// Why the event started no turn (`external_user`, `team_not_allowed`, a bot, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    /// The event was seen before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// The turn the message started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    /// False when the turn was refused (its thread is told why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
+    /// A refusal's code (`invalid_signature`, `THREAD_FAILURE_LOOP`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A refused turn's reason, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl SlackAnswer {
+    fn ok() -> Self {
+        Self {
+            ok: Some(true),
+            ..Self::default()
+        }
+    }
+}
+
 fn slack_error(status: StatusCode, error: &str) -> Response {
-    (status, Json(json!({"ok": false, "error": error}))).into_response()
+    let answer = SlackAnswer {
+        ok: Some(false),
+        error: Some(error.to_owned()),
+        ..SlackAnswer::default()
+    };
+    (status, Json(answer)).into_response()
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// `POST /api/webhooks/slack` (and Slack's compatibility paths): Slack's Events API.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/slack",
+    tag = "slack",
+    params(
+        ("X-Slack-Request-Timestamp" = Option<String>, Header, description = "Seconds since the epoch; within 5 minutes of now."),
+        ("X-Slack-Retry-Num" = Option<String>, Header, description = "Slack's retry count (a retry of a seen event is a duplicate)."),
+    ),
+    request_body(
+        description = "An Events API payload (JSON) or an interactive/command payload (form-encoded), exactly as Slack signed it.",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Acknowledged: the challenge, a queued turn, a refused one (its thread is told why), a duplicate or an ignored event.", body = SlackAnswer),
+        (status = 400, description = "`invalid_slack_payload`: signed, but not a payload this webhook reads.", body = SlackAnswer),
+        (status = 401, description = "The signature or timestamp is missing, stale or wrong.", body = SlackAnswer),
+        (status = 503, description = "`slack_not_configured` (no SLACK_SIGNING_SECRET) or `database_unavailable` (Slack retries).", body = SlackAnswer),
+    ),
+    security(("slack_signature" = [])),
+)]
 async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let response = handle(&state, &headers, &body).await;
@@ -111,12 +179,18 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response 
         }
     };
     match request {
-        SlackRequest::UrlVerification { challenge } => {
-            Json(json!({"challenge": challenge})).into_response()
-        }
+        SlackRequest::UrlVerification { challenge } => Json(SlackAnswer {
+            challenge: Some(challenge),
+            ..SlackAnswer::default()
+        })
+        .into_response(),
         SlackRequest::Ignored { reason } => {
             tracing::debug!(reason, "Slack event acknowledged without a turn");
-            Json(json!({"ok": true, "ignored": reason})).into_response()
+            Json(SlackAnswer {
+                ignored: Some(reason.to_string()),
+                ..SlackAnswer::ok()
+            })
+            .into_response()
         }
         SlackRequest::Message(message) => {
             let retry = header(headers, "x-slack-retry-num")
@@ -134,7 +208,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response 
                     user = message.user_id.as_deref().unwrap_or(""),
                     "Slack event from outside the allowed teams ignored"
                 );
-                return Json(json!({"ok": true, "ignored": reason})).into_response();
+                return Json(SlackAnswer {
+                    ignored: Some(reason.to_string()),
+                    ..SlackAnswer::ok()
+                })
+                .into_response();
             }
             accept(state, &message).await
         }
@@ -228,8 +306,8 @@ fn refusal_text(reason: &str, code: &str) -> String {
 }
 
 /// Dedupes and starts the turn. The dedupe keys are recorded first and completed once the
-/// turn is stored (or refused for good, its reply recorded); if the database cannot be
-/// reached they are released and Slack is told to retry (503). A retry arriving while the
+/// turn is stored (or refused for good, its reply recorded), beside the answer to Slack; if
+/// the database cannot be reached they are released and Slack is told to retry (503). A retry arriving while the
 /// first delivery is in flight is a duplicate. The turn itself is idempotent per Slack
 /// message as well (message id = execute id), so even a lost dedupe row cannot make two.
 async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
@@ -238,11 +316,18 @@ async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
         slack_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
     };
     let keys = &message.dedupe_keys;
-    match slack_events::record_new(&state.pool, keys).await {
+    let mut step = Step::start();
+    let recorded = slack_events::record_new(&state.pool, keys).await;
+    step.done("dedupe");
+    match recorded {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!("duplicate Slack event");
-            return Json(json!({"ok": true, "duplicate": true})).into_response();
+            return Json(SlackAnswer {
+                duplicate: Some(true),
+                ..SlackAnswer::ok()
+            })
+            .into_response();
         }
         Err(err) => return unavailable(&err),
     }
@@ -251,10 +336,13 @@ async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
             tracing::warn!(error = %err, "could not release dedupe keys; a retry may wait for the takeover window");
         }
     };
-    let outcome = match thread_context(state, message).await {
+    let context = thread_context(state, message).await;
+    step.done("context");
+    let outcome = match context {
         Ok(context) => handoff::run_turn(state, message, context).await,
         Err(err) => Outcome::Unavailable(err.to_string()),
     };
+    step.done("turn");
     let answer = match outcome {
         Outcome::Unavailable(detail) => {
             release().await;
@@ -262,7 +350,10 @@ async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
         }
         Outcome::Queued { execution_id } => {
             tracing::info!(execution_id, "Slack message queued as a turn");
-            json!({"ok": true, "execution_id": execution_id})
+            SlackAnswer {
+                execution_id: Some(execution_id),
+                ..SlackAnswer::ok()
+            }
         }
         Outcome::Refused { code, reason } => {
             tracing::warn!(code, reason, "Slack turn refused; the thread is told why");
@@ -276,13 +367,56 @@ async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
                 release().await;
                 return unavailable(&err);
             }
-            json!({"ok": true, "accepted": false, "error": code, "message": reason})
+            SlackAnswer {
+                accepted: Some(false),
+                error: Some(code.to_string()),
+                message: Some(reason),
+                ..SlackAnswer::ok()
+            }
         }
     };
-    if let Err(err) = slack_events::complete(&state.pool, keys).await {
-        tracing::warn!(error = %err, "could not complete dedupe keys");
-    }
+    // The turn (or its refusal) is durable: Slack gets its answer now and the keys are
+    // completed beside it. Should that never happen (the process dies first), a retry after
+    // the takeover window replays the same stored turn: idempotent per Slack message.
+    let pool = state.pool.clone();
+    let keys = keys.clone();
+    tokio::spawn(async move {
+        if let Err(err) = slack_events::complete(&pool, &keys).await {
+            tracing::warn!(error = %err, "could not complete dedupe keys");
+        }
+    });
     Json(answer).into_response()
+}
+
+/// The documented handler.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(webhook))]
+struct ApiDoc;
+
+/// This function's part of the OpenAPI document: the webhook, and the same operation on
+/// each of Slack's compatibility paths.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = <ApiDoc as utoipa::OpenApi>::openapi();
+    for path in &PATHS[1..] {
+        centaur_http::openapi::alias(&mut document, PATHS[0], path);
+    }
+    document
+}
+
+/// Times the webhook's steps (`centaur_slack_webhook_step_seconds{step}`), so its own time
+/// can be told apart: dedupe, thread context, the turn.
+struct Step(Instant);
+
+impl Step {
+    fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    fn done(&mut self, step: &'static str) {
+        metrics::histogram!("centaur_slack_webhook_step_seconds", "step" => step)
+            .record(self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
 }
 
 /// The function's router.

@@ -5,7 +5,7 @@ use super::*;
 use axum::http::{Method, StatusCode};
 use centaur_http::testing::{apigw_v2_event, test_config, Caller, TestClient};
 use centaur_slack::signature::sign;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 
 const SECRET: &str = "test-slack-signing-secret";

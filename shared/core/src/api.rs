@@ -3,9 +3,14 @@
 //!
 //! Requests are deserialised permissively (unknown fields ignored); validation that needs a
 //! message naming the field happens in the handlers.
+//!
+//! Every type here derives [`ToSchema`]: the OpenAPI document (`GET /openapi.json`,
+//! `contrib/openapi.json`) is generated from these same types, so it cannot drift from
+//! what the handlers read and write.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Error codes of the control plane (`{"code": ..., "message": ...}`).
 pub mod codes {
@@ -39,144 +44,225 @@ pub mod codes {
 pub const MAX_AGENTS_MD_OVERRIDE_BYTES: usize = 64 * 1024;
 
 /// `POST /agent/spawn`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpawnRequest {
+    #[schema(value_type = crate::ThreadKey)]
     pub thread_key: String,
+    /// Idempotency key per thread: the same key and payload replay the stored answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawn_id: Option<String>,
+    /// Default `CENTAUR_DEFAULT_HARNESS`, else `codex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::Harness>)]
     pub harness: Option<String>,
     /// The repository to work in (`owner/name` or an https URL); default `AGENT_REPO`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^\S+$")]
     pub repo: Option<String>,
     /// The thread's own instructions, appended to the base prompt and the repo's AGENTS.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub agents_md_override: Option<String>,
 }
 
 /// Response of `POST /agent/spawn`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpawnResponse {
     pub ok: bool,
     pub thread_key: String,
     pub assignment_generation: i64,
+    /// `assigned_idle`, or `assigned_busy` while an execution of the thread is unfinished.
     pub assignment_state: String,
+    #[schema(value_type = crate::Harness)]
     pub harness: String,
     pub prompt_ref: String,
     /// The thread's repository (normal form), or none: an empty workspace.
     #[serde(default)]
     pub repo: Option<String>,
+    /// True when this is the stored answer of an earlier identical request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
 }
 
 /// One part of a message. Only `text` parts carry text; other types are kept verbatim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MessagePart {
+    /// `text`, or another type stored as given.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Required when `type` is `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
 
+/// The roles a message may have.
+pub const MESSAGE_ROLES: [&str; 3] = ["user", "assistant", "system"];
+
 /// One message as submitted to `/agent/message` (or inside `/agent/messages`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewMessage {
+    /// Idempotency key per thread; generated when absent or blank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// `user` (default), `assistant` or `system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(user|assistant|system)$")]
     pub role: Option<String>,
+    /// At least one part (none → 400 `INVALID_MESSAGE`).
+    #[schema(min_items = 1)]
     pub parts: Vec<MessagePart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// A JSON object (or null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
 /// `POST /agent/message`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageRequest {
+    #[schema(value_type = crate::ThreadKey)]
     pub thread_key: String,
+    /// The active assignment's generation (the fencing token).
     pub assignment_generation: i64,
     #[serde(flatten)]
     pub message: NewMessage,
 }
 
 /// Response of `POST /agent/message`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageResponse {
     pub ok: bool,
     pub message_id: String,
     pub stored_event_id: i64,
+    /// True when this is the stored answer of an earlier identical request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
 }
 
-/// `POST /agent/execute`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExecuteRequest {
+/// `POST /agent/messages`: several messages stored all or nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageBatchRequest {
+    #[schema(value_type = crate::ThreadKey)]
     pub thread_key: String,
+    /// The active assignment's generation (the fencing token).
+    pub assignment_generation: i64,
+    /// At least one message (none → 400 `INVALID_MESSAGE`).
+    #[schema(min_items = 1)]
+    pub messages: Vec<NewMessage>,
+}
+
+/// Response of `POST /agent/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageBatchResponse {
+    pub ok: bool,
+    pub inserted: usize,
+    pub message_ids: Vec<String>,
+}
+
+/// `POST /agent/execute`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ExecuteRequest {
+    #[schema(value_type = crate::ThreadKey)]
+    pub thread_key: String,
+    /// The active assignment's generation; without it (and with `message`), the one-call
+    /// path spawns, stores the message and executes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment_generation: Option<i64>,
+    /// Idempotency key per thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execute_id: Option<String>,
+    /// Where the answer goes: `{platform: "slack" | "dev", ...}`; default Slack with the
+    /// channel fields of `metadata`, or `dev` on the one-call path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Delivery>)]
     pub delivery: Option<Value>,
+    /// A JSON object (or null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// The one-call path: text to spawn + message + execute with `dev` delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Harness for the one-call path's spawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::Harness>)]
     pub harness: Option<String>,
     /// Repository for the one-call path's spawn (as on `/agent/spawn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^\S+$")]
     pub repo: Option<String>,
     /// `agents_md_override` for the one-call path's spawn (as on `/agent/spawn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub agents_md_override: Option<String>,
 }
 
+/// Where an execution's answer is delivered: `platform` and the platform's own fields
+/// (Slack: `channel`, `thread_ts`, `team_id`, `user_id`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// `slack`, `dev` (no delivery), or a platform an external deliverer claims.
+    pub platform: String,
+    /// The platform's own fields, kept as given.
+    #[serde(flatten)]
+    #[schema(additional_properties)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
 /// Response of `POST /agent/execute` (202).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExecuteResponse {
     pub ok: bool,
+    /// `exe_` + 16 hex characters.
+    #[schema(value_type = crate::ExecutionId)]
     pub execution_id: String,
     pub execute_id: String,
     pub assignment_generation: i64,
+    #[schema(value_type = crate::ExecutionStatus)]
     pub status: String,
+    /// True when this is the stored answer of an earlier identical request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
 }
 
 /// One stored event as returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
     pub event_id: i64,
     /// The event's place in its thread: gap-free, in commit order (the SSE `id`).
     pub thread_seq: i64,
+    /// `execution_state`, `execution_started`, `harness_event`, `execution_summary`,
+    /// `final_delivery_ready`, `final_delivery_delivered`, ...
     pub event_kind: String,
+    /// The event's JSON (its shape depends on `event_kind`).
     pub event_json: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `GET /agent/executions/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionView {
+    #[schema(value_type = crate::ExecutionId)]
     pub execution_id: String,
     pub thread_key: String,
     pub assignment_generation: i64,
     pub execute_id: String,
+    #[schema(value_type = crate::ExecutionStatus)]
     pub status: String,
+    #[schema(value_type = Option<crate::TerminalReason>)]
     pub terminal_reason: Option<String>,
     pub result_text: Option<String>,
     pub error_text: Option<String>,
     pub agent_thread_id: Option<String>,
+    #[schema(value_type = crate::Harness)]
     pub harness: String,
     pub sandbox_id: Option<String>,
     pub attempt: i32,
+    #[schema(value_type = Delivery)]
     pub delivery: Value,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -185,22 +271,82 @@ pub struct ExecutionView {
     /// The tokens the harness reported for this turn (zero until it reports any).
     #[serde(default)]
     pub usage: Usage,
+    /// The execution's events, ascending (absent with `?events=false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
 }
 
 /// Tokens a harness reported (`usage` harness events, summed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     pub input_tokens: i64,
     pub output_tokens: i64,
 }
 
-/// The error body of the control plane.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Response of `POST /agent/executions/{id}/cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancelResponse {
+    pub ok: bool,
+    #[schema(value_type = crate::ExecutionId)]
+    pub execution_id: String,
+    /// `cancelled` (it had not started), `cancel_requested` (the dispatcher stops it), or
+    /// the terminal status it already had (with `idempotent`).
+    #[schema(value_type = crate::ExecutionStatus)]
+    pub status: String,
+    /// True when the execution had already finished: nothing changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+}
+
+/// `GET /agent/threads/{thread_key}/executions`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionList {
+    pub thread_key: String,
+    pub executions: Vec<ExecutionView>,
+}
+
+/// `POST /agent/threads/{thread_key}/release` (the body is optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseRequest {
+    /// Idempotency key per thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
+    /// Also cancel the thread's unfinished executions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_inflight: bool,
+}
+
+/// Response of `POST /agent/threads/{thread_key}/release`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseResponse {
+    pub ok: bool,
+    pub thread_key: String,
+    /// False when the thread had no active assignment.
+    pub released: bool,
+    /// The released (or latest) generation; none for a thread never spawned.
+    pub assignment_generation: Option<i64>,
+    /// Executions cancelled with `cancel_inflight`.
+    #[serde(default)]
+    pub cancelled_execution_ids: Vec<String>,
+    /// True when this is the stored answer of an earlier identical request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+}
+
+/// The error body of the control plane. `code` is one of [`codes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    /// A stable code (`VALIDATION_ERROR`, `NO_ACTIVE_ASSIGNMENT`, ...).
     pub code: String,
+    /// What went wrong, naming the field where one is at fault.
     pub message: String,
+}
+
+/// The error body of authentication and authorisation (401, 403).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuthErrorBody {
+    /// `Missing API key`, `Invalid API key`, `API key scope does not permit '<scope>'`, ...
+    pub detail: String,
 }
 
 /// One HTTP route a function serves: the method and the path template (`{id}` segments).

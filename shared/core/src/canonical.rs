@@ -48,6 +48,12 @@ pub fn request_hash(value: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
 }
 
+/// [`request_hash`] of a typed request as it serialises: what a request *means* (unknown
+/// fields dropped, absent and default fields alike), not how its JSON was spelled.
+pub fn typed_request_hash<T: serde::Serialize>(request: &T) -> String {
+    request_hash(&serde_json::to_value(request).unwrap_or(Value::Null))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +72,26 @@ mod tests {
             request_hash(&json!({"a": 1})),
             request_hash(&json!({"a": 2}))
         );
+    }
+
+    #[test]
+    fn a_typed_hash_ignores_what_the_type_does_not_read() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Request {
+            key: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            id: Option<String>,
+        }
+        let parse = |raw: Value| -> Request {
+            serde_json::from_value(raw).unwrap_or_else(|err| panic!("{err}"))
+        };
+        let plain = typed_request_hash(&parse(json!({"key": "a"})));
+        assert_eq!(
+            plain,
+            typed_request_hash(&parse(json!({"key": "a", "id": null, "unknown": 1})))
+        );
+        assert_eq!(plain, request_hash(&json!({"key": "a"})));
+        assert_ne!(plain, typed_request_hash(&parse(json!({"key": "b"}))));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where an execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     Queued,
@@ -117,7 +117,7 @@ impl fmt::Display for ExecutionStatus {
 }
 
 /// Why an execution reached a terminal status. Stored as text in `terminal_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TerminalReason {
     /// The harness finished its turn.

@@ -91,6 +91,35 @@ impl FromStr for Harness {
     }
 }
 
+impl Harness {
+    /// Every name a request may use: the canonical names, then the aliases.
+    pub const ACCEPTED_NAMES: [&'static str; 7] = [
+        "codex",
+        "amp",
+        "claude-code",
+        "pi-mono",
+        "echo",
+        "claude",
+        "pi",
+    ];
+}
+
+impl utoipa::PartialSchema for Harness {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "An agent harness: `codex`, `amp`, `claude-code`, `pi-mono` or `echo` \
+                 (requests may say `claude` for `claude-code` and `pi` for `pi-mono`; \
+                 anything else is 422 `UNKNOWN_HARNESS`). Answers use the canonical names.",
+            ))
+            .enum_values(Some(Harness::ACCEPTED_NAMES))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Harness {}
+
 impl fmt::Display for Harness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -64,6 +64,27 @@ impl fmt::Display for ThreadKey {
     }
 }
 
+/// What a thread key may be, as a JSON Schema pattern: at least one character that is
+/// not white space, and no control character or `/` anywhere ([`ThreadKey::parse`]).
+pub const THREAD_KEY_PATTERN: &str = "^[^/\\u0000-\\u001f\\u007f-\\u009f]*[^/\\s\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+impl utoipa::PartialSchema for ThreadKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "The key of a conversation thread (`slack:<team>:<channel>:<ts>`, or any \
+                 caller-chosen key): 1 to 256 characters, not blank, no control character or '/'.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(MAX_THREAD_KEY_LEN))
+            .pattern(Some(THREAD_KEY_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ThreadKey {}
+
 /// Returns `prefix` followed by `bytes` random bytes in lowercase hex.
 pub fn random_id(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -103,6 +124,23 @@ impl fmt::Display for ExecutionId {
         f.write_str(&self.0)
     }
 }
+
+/// What an execution id is, as a JSON Schema pattern.
+pub const EXECUTION_ID_PATTERN: &str = "^exe_[0-9a-f]{16}$";
+
+impl utoipa::PartialSchema for ExecutionId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "An execution id: `exe_` + 16 lowercase hex characters.",
+            ))
+            .pattern(Some(EXECUTION_ID_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ExecutionId {}
 
 /// A sandbox id. Derived deterministically from what the sandbox is for, so a retried
 /// create names the same sandbox (and a 409 from the backend means "adopt it").

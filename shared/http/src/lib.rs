@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod serve;
 pub mod state;
 #[cfg(feature = "testing")]

@@ -15,6 +15,13 @@ pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
         .map_err(|err| ApiError::validation(format!("invalid request body: {err}")))
 }
 
+/// A store answer (stored as JSON, e.g. an idempotent replay) as the typed response it
+/// was written from; a mismatch is a bug (500).
+pub fn stored_response<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|err| ApiError::Internal(format!("stored response does not parse: {err}")))
+}
+
 /// A valid thread key (422 otherwise).
 pub fn thread_key(raw: &str) -> Result<ThreadKey, ApiError> {
     ThreadKey::parse(raw).map_err(|err| ApiError::validation(err.to_string()))

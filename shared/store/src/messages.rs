@@ -125,15 +125,18 @@ pub async fn thread_has_messages(pool: &PgPool, thread_key: &str) -> Result<bool
 }
 
 /// A stored message as `GET /agent/messages` lists it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageView {
     pub message_id: String,
     pub thread_key: String,
     pub assignment_generation: i64,
     pub role: String,
+    #[schema(value_type = Vec<centaur_core::api::MessagePart>)]
     pub parts: Value,
     pub user_id: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The execution that carried the message to the harness, once one did.
     pub delivered_execution_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip)]

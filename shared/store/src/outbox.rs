@@ -15,13 +15,15 @@ use std::time::Duration;
 pub const MAX_ATTEMPTS: i32 = 50;
 
 /// A claimed outbox row.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ClaimedDelivery {
     pub execution_id: String,
     pub thread_key: String,
     /// Where to deliver (`{platform, channel, thread_ts, …}`).
+    #[schema(value_type = centaur_core::api::Delivery)]
     pub delivery: Value,
     /// What to deliver (`{text, failed?}`).
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     pub attempt_count: i32,
     /// Chunks already posted by earlier attempts.

@@ -2,20 +2,22 @@
 
 use crate::StoreError;
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// One thread in a listing.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ThreadSummary {
     pub thread_key: String,
     pub assignment_generation: i64,
+    #[schema(value_type = centaur_core::Harness)]
     pub harness: String,
     /// The thread's repository (normal form), if any.
     pub repo: Option<String>,
+    /// The latest assignment's state: `active` or `released`.
     pub state: String,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub latest_execution_id: Option<String>,
+    #[schema(value_type = Option<centaur_core::ExecutionStatus>)]
     pub latest_execution_status: Option<String>,
     /// Tokens the thread's retained executions reported (see [`crate::usage`]).
     pub input_tokens: i64,
@@ -45,9 +47,57 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, Store
     .await?)
 }
 
+/// A thread's latest assignment, as `GET /agent/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AssignmentStatus {
+    pub assignment_generation: i64,
+    #[schema(value_type = centaur_core::Harness)]
+    pub harness: String,
+    /// `active` or `released`.
+    pub state: String,
+    pub repo: Option<String>,
+}
+
+/// A thread's latest execution, as `GET /agent/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LatestExecution {
+    pub execution_id: String,
+    #[schema(value_type = centaur_core::ExecutionStatus)]
+    pub status: String,
+    #[schema(value_type = Option<centaur_core::TerminalReason>)]
+    pub terminal_reason: Option<String>,
+    pub error_text: Option<String>,
+}
+
+/// A thread's sandbox session, as `GET /agent/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SandboxStatus {
+    pub sandbox_id: String,
+    #[schema(value_type = centaur_core::Harness)]
+    pub harness: String,
+    pub state: String,
+}
+
+/// `GET /agent/status`: one thread at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ThreadStatus {
+    pub ok: bool,
+    pub thread_key: String,
+    /// The latest assignment (active or released); none for a thread never spawned.
+    pub assignment: Option<AssignmentStatus>,
+    /// True while the latest execution is unfinished.
+    pub busy: bool,
+    pub latest_execution: Option<LatestExecution>,
+    /// Messages no execution has carried yet.
+    pub pending_messages: i64,
+    pub sandbox: Option<SandboxStatus>,
+    /// Tokens the thread's retained executions reported.
+    pub usage: crate::usage::UsageTotal,
+}
+
 /// `GET /agent/status`: the assignment, the latest execution, undelivered messages, the
 /// sandbox session and the token usage of a thread.
-pub async fn status(pool: &PgPool, thread_key: &str) -> Result<Value, StoreError> {
+pub async fn status(pool: &PgPool, thread_key: &str) -> Result<ThreadStatus, StoreError> {
     let assignment: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
         "SELECT assignment_generation, harness, state, repo FROM runtime_assignments
          WHERE thread_key = $1 ORDER BY assignment_generation DESC LIMIT 1",
@@ -81,18 +131,32 @@ pub async fn status(pool: &PgPool, thread_key: &str) -> Result<Value, StoreError
             "queued" | "running" | "retry_wait" | "cancel_requested"
         )
     });
-    Ok(json!({
-        "ok": true,
-        "thread_key": thread_key,
-        "assignment": assignment.map(|(generation, harness, state, repo)| json!({
-            "assignment_generation": generation, "harness": harness, "state": state, "repo": repo,
-        })),
-        "busy": running,
-        "latest_execution": latest.map(|(id, status, reason, error)| json!({
-            "execution_id": id, "status": status, "terminal_reason": reason, "error_text": error,
-        })),
-        "pending_messages": pending,
-        "sandbox": session.map(|(id, harness, state)| json!({"sandbox_id": id, "harness": harness, "state": state})),
-        "usage": usage,
-    }))
+    Ok(ThreadStatus {
+        ok: true,
+        thread_key: thread_key.to_owned(),
+        assignment: assignment.map(|(assignment_generation, harness, state, repo)| {
+            AssignmentStatus {
+                assignment_generation,
+                harness,
+                state,
+                repo,
+            }
+        }),
+        busy: running,
+        latest_execution: latest.map(|(execution_id, status, terminal_reason, error_text)| {
+            LatestExecution {
+                execution_id,
+                status,
+                terminal_reason,
+                error_text,
+            }
+        }),
+        pending_messages: pending,
+        sandbox: session.map(|(sandbox_id, harness, state)| SandboxStatus {
+            sandbox_id,
+            harness,
+            state,
+        }),
+        usage,
+    })
 }

@@ -27,7 +27,7 @@ pub async fn for_execution(pool: &PgPool, execution_id: &str) -> Result<Usage, S
 }
 
 /// Usage summed over a set of executions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct UsageTotal {
     pub input_tokens: i64,
     pub output_tokens: i64,
@@ -49,7 +49,7 @@ pub async fn for_thread(pool: &PgPool, thread_key: &str) -> Result<UsageTotal, S
 }
 
 /// One harness's usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct HarnessUsage {
     pub harness: String,
     pub input_tokens: i64,

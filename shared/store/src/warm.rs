@@ -72,7 +72,7 @@ pub async fn remove(pool: &PgPool, sandbox_id: &str) -> Result<(), StoreError> {
 }
 
 /// One warm sandbox, for `GET /agent/pool`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WarmSandbox {
     pub sandbox_id: String,
     pub harness: String,
