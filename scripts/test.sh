@@ -10,8 +10,10 @@ ensure_postgres
 ensure_sandbox_user
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate, mitmproxy) and git"
+step "installing Python test tools (moto server, cfn-lint, helm-python-sdk, kubernetes-validate, mitmproxy, schemathesis) and git"
 python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+# The suites' pins (schemathesis, mitmproxy, moto) must agree.
+python3 -m pip check
 if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path)/git-http-backend" ]; then
   apt-get update -qq && apt-get install -y -qq git >/dev/null
 fi
@@ -64,7 +66,7 @@ fi
 sed -n '/^==> images/,$p' target/images.log
 [ "$rust_status" -eq 0 ] || exit "$rust_status"
 
-step "Python tests (Helm chart, AWS template, harness CLI conformance, container images)"
+step "Python tests (Helm chart, AWS template, harness CLI conformance, container images, schemathesis against a live api)"
 status=0
 python3 -m pytest tests -q -p no:cacheprovider || status=$?
 # pytest exits 5 when it collects no test: not a failure of this script.
