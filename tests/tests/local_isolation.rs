@@ -12,8 +12,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
-/// Runs one echo turn on `thread` and returns the finished execution.
-
 /// The `command` events of `execution`, by command line: (exit code, output).
 fn commands(execution: &Value) -> BTreeMap<String, (Option<i64>, String)> {
     execution["events"]
