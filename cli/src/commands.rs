@@ -129,7 +129,7 @@ async fn run(api: &Api, args: &RunArgs, json: bool) -> Result<Exit, CliError> {
         }
         return Ok(Exit::Success);
     }
-    follow_to_end(api, thread, &execution_id, json).await
+    follow_to_end(api, thread.as_str(), &execution_id, json).await
 }
 
 /// Streams the execution until it ends, prints how it ended, and returns its exit.

@@ -2,6 +2,7 @@
 
 use crate::error::CliError;
 use centaur_core::api::ExecuteRequest;
+use centaur_core::{Harness, ThreadKey};
 use reqwest::Url;
 use serde_json::{json, Value};
 
@@ -64,9 +65,9 @@ pub struct RunRequest {
     /// The message text.
     pub text: String,
     /// The thread (given or generated).
-    pub thread_key: String,
-    /// `--harness`.
-    pub harness: Option<String>,
+    pub thread_key: ThreadKey,
+    /// `--harness` (a name or alias the API accepts).
+    pub harness: Option<Harness>,
     /// `--repo`.
     pub repo: Option<String>,
 }
@@ -97,13 +98,19 @@ impl RunRequest {
                 .filter(|value| !value.is_empty())
                 .map(str::to_owned)
         };
+        let raw_thread = thread.map_or_else(new_thread_key, str::to_owned);
+        let thread_key = ThreadKey::parse(raw_thread.as_str())
+            .map_err(|err| CliError::Usage(format!("--thread '{raw_thread}': {err}")))?;
+        let harness = blank_to_none(harness)
+            .map(|name| {
+                name.parse::<Harness>()
+                    .map_err(|err| CliError::Usage(format!("--harness: {err}")))
+            })
+            .transpose()?;
         Ok(Self {
             text: text.to_owned(),
-            thread_key: match thread {
-                Some(raw) => thread_key(raw)?,
-                None => new_thread_key(),
-            },
-            harness: blank_to_none(harness),
+            thread_key,
+            harness,
             repo: blank_to_none(repo),
         })
     }
@@ -111,11 +118,9 @@ impl RunRequest {
     /// The body of the one-call `POST /agent/execute`.
     pub fn body(&self) -> Value {
         let request = ExecuteRequest {
-            thread_key: self.thread_key.clone(),
-            message: Some(self.text.clone()),
-            harness: self.harness.clone(),
+            harness: self.harness,
             repo: self.repo.clone(),
-            ..ExecuteRequest::default()
+            ..ExecuteRequest::one_call(self.thread_key.clone(), self.text.clone())
         };
         serde_json::to_value(request).unwrap_or_else(|_| json!({}))
     }
@@ -238,7 +243,11 @@ mod tests {
     fn a_run_without_a_thread_gets_a_fresh_valid_key() {
         let one = RunRequest::new("hi", None, None, None).unwrap();
         let two = RunRequest::new("hi", None, None, None).unwrap();
-        assert!(one.thread_key.starts_with("cli-"), "{}", one.thread_key);
+        assert!(
+            one.thread_key.as_str().starts_with("cli-"),
+            "{}",
+            one.thread_key
+        );
         assert_ne!(one.thread_key, two.thread_key);
         assert!(centaur_core::ThreadKey::parse(one.thread_key.as_str()).is_ok());
     }

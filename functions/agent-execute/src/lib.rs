@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use centaur_core::api::{ErrorBody, ExecuteRequest, ExecuteResponse, Route};
-use centaur_core::canonical::request_hash;
+use centaur_core::canonical::typed_request_hash;
 use centaur_http::{require, turn, validate, ApiError, ApiJson, AppState, Authorized};
 use centaur_store::executions::NewExecution;
 use centaur_store::messages::NewMessage;
@@ -24,8 +24,8 @@ const SLACK_FIELDS: [&str; 4] = ["channel", "thread_ts", "team_id", "user_id"];
 
 /// The delivery of an execution: the request's own, `dev` for the one-call path, else
 /// Slack with the channel fields found in the request's metadata.
-fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
-    match raw.get("delivery") {
+fn delivery(request: &ExecuteRequest, one_call: bool) -> Result<Value, ApiError> {
+    match &request.delivery {
         Some(Value::Null) | None => {}
         Some(delivery @ Value::Object(fields)) => {
             return match fields.get("platform") {
@@ -42,7 +42,11 @@ fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
     }
     let mut slack = json!({"platform": "slack"});
     for field in SLACK_FIELDS {
-        if let Some(value) = raw.get("metadata").and_then(|metadata| metadata.get(field)) {
+        if let Some(value) = request
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get(field))
+        {
             slack[field] = value.clone();
         }
     }
@@ -65,17 +69,11 @@ fn delivery(raw: &Value, one_call: bool) -> Result<Value, ApiError> {
 async fn execute(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: ExecuteRequest = validate::typed(&body)?;
-    let thread_key = validate::thread_key(&request.thread_key)?;
+    ApiJson(request): ApiJson<ExecuteRequest>,
+) -> Result<(StatusCode, Json<ExecuteResponse>), ApiError> {
+    let thread_key = &request.thread_key;
     principal.require_thread(thread_key.as_str())?;
-    let harness = request
-        .harness
-        .as_deref()
-        .map(validate::harness)
-        .transpose()?;
-    let hash = request_hash(&body);
+    let hash = typed_request_hash(&request);
     let first_message = match (&request.assignment_generation, &request.message) {
         (None, Some(text)) if text.trim().is_empty() => {
             return Err(ApiError::validation("message must not be empty"));
@@ -90,11 +88,11 @@ async fn execute(
             .execute_id
             .clone()
             .filter(|id| !id.trim().is_empty()),
-        delivery: delivery(&body, first_message.is_some())?,
-        metadata: validate::optional_object(body.get("metadata"), "metadata")?,
+        delivery: delivery(&request, first_message.is_some())?,
+        metadata: validate::optional_object(request.metadata.as_ref(), "metadata")?,
         request_hash: hash,
         first_message,
-        harness: harness.map(|h| h.as_str().to_owned()),
+        harness: request.harness.map(|h| h.as_str().to_owned()),
     };
     let workspace = validate::workspace(
         &state.config.workspace,
@@ -102,7 +100,10 @@ async fn execute(
         request.agents_md_override.as_deref(),
     )?;
     let (response, _created) = turn::execute(&state, &new, &workspace).await?;
-    Ok((StatusCode::ACCEPTED, Json(response)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(validate::stored_response(response)?),
+    ))
 }
 
 /// The documented handlers.

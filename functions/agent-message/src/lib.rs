@@ -9,13 +9,12 @@ use centaur_core::api::{
     codes, ErrorBody, MessageBatchRequest, MessageBatchResponse, MessageRequest, MessageResponse,
     NewMessage, Route,
 };
-use centaur_core::canonical::request_hash;
+use centaur_core::canonical::typed_request_hash;
 use centaur_http::{
     require, validate, ApiError, ApiJson, ApiQuery, AppState, Authorized, Principal,
 };
 use centaur_store::messages::{self, MessageView};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[
@@ -34,10 +33,10 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// Roles a message may have.
-pub const ROLES: [&str; 3] = ["user", "assistant", "system"];
+pub const ROLES: [&str; 3] = centaur_core::api::MESSAGE_ROLES;
 
-/// Validates one submitted message (its raw JSON kept for storage and hashing).
-pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessage, ApiError> {
+/// Validates one submitted message; its idempotency hash is that of the typed message.
+pub fn validated(message: &NewMessage) -> Result<messages::NewMessage, ApiError> {
     let invalid = |message: &str| ApiError::BadRequest {
         code: codes::INVALID_MESSAGE,
         message: message.to_owned(),
@@ -58,16 +57,18 @@ pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessa
             "role must be one of user, assistant, system; got '{role}'"
         )));
     }
+    let parts = serde_json::to_value(&message.parts)
+        .map_err(|err| ApiError::Internal(format!("parts do not serialise: {err}")))?;
     Ok(messages::NewMessage {
         message_id: message
             .message_id
             .clone()
             .filter(|id| !id.trim().is_empty()),
         role,
-        parts: raw["parts"].clone(),
+        parts,
         user_id: message.user_id.clone(),
-        metadata: validate::optional_object(raw.get("metadata"), "metadata")?,
-        request_hash: request_hash(raw),
+        metadata: validate::optional_object(message.metadata.as_ref(), "metadata")?,
+        request_hash: typed_request_hash(message),
     })
 }
 
@@ -86,27 +87,21 @@ pub fn validated(message: &NewMessage, raw: &Value) -> Result<messages::NewMessa
 async fn post_one(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
-    let request: MessageRequest = validate::typed(&body)?;
-    let thread_key = validate::thread_key(&request.thread_key)?;
-    principal.require_thread(thread_key.as_str())?;
-    let message = validated(&request.message, &body)?;
+    ApiJson(request): ApiJson<MessageRequest>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    principal.require_thread(request.thread_key.as_str())?;
+    let message = validated(&request.message)?;
     let mut responses = messages::post(
         &state.pool,
-        thread_key.as_str(),
+        request.thread_key.as_str(),
         request.assignment_generation,
         &[message],
     )
     .await?;
-    Ok(Json(responses.pop().unwrap_or(Value::Null)))
-}
-
-#[derive(Deserialize)]
-struct BatchRequest {
-    thread_key: String,
-    assignment_generation: i64,
-    messages: Vec<Value>,
+    let response = responses
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the store answered no message".into()))?;
+    Ok(Json(validate::stored_response(response)?))
 }
 
 /// `POST /agent/messages`: stores several messages, all or nothing.
@@ -124,10 +119,9 @@ struct BatchRequest {
 async fn post_batch(
     State(state): State<AppState>,
     principal: Authorized<require::AgentExecute>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(request): ApiJson<MessageBatchRequest>,
 ) -> Result<Json<MessageBatchResponse>, ApiError> {
-    let request: BatchRequest = validate::typed(&body)?;
-    let thread_key = validate::thread_key(&request.thread_key)?;
+    let thread_key = &request.thread_key;
     principal.require_thread(thread_key.as_str())?;
     if request.messages.is_empty() {
         return Err(ApiError::BadRequest {
@@ -138,7 +132,7 @@ async fn post_batch(
     let batch = request
         .messages
         .iter()
-        .map(|raw| validated(&validate::typed::<NewMessage>(raw)?, raw))
+        .map(validated)
         .collect::<Result<Vec<_>, _>>()?;
     let responses = messages::post(
         &state.pool,

@@ -5,12 +5,10 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use centaur_auth::Scope;
 use centaur_core::api::{ErrorBody, Route, SpawnRequest, SpawnResponse};
-use centaur_core::canonical::request_hash;
-use centaur_http::{validate, ApiError, ApiJson, AppState, Principal};
+use centaur_core::canonical::typed_request_hash;
+use centaur_http::{require, validate, ApiError, ApiJson, AppState, Authorized};
 use centaur_store::assignments;
-use serde_json::Value;
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[Route {
@@ -33,18 +31,11 @@ pub const ROUTES: &[Route] = &[Route {
 )]
 async fn spawn(
     State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::AgentExecute)?;
-    let request: SpawnRequest = validate::typed(&body)?;
-    let thread_key = validate::thread_key(&request.thread_key)?;
+    principal: Authorized<require::AgentExecute>,
+    ApiJson(request): ApiJson<SpawnRequest>,
+) -> Result<Json<SpawnResponse>, ApiError> {
+    let thread_key = &request.thread_key;
     principal.require_thread(thread_key.as_str())?;
-    let harness = request
-        .harness
-        .as_deref()
-        .map(validate::harness)
-        .transpose()?;
     let workspace = validate::workspace(
         &state.config.workspace,
         request.repo.as_deref(),
@@ -54,13 +45,13 @@ async fn spawn(
         &state.pool,
         thread_key.as_str(),
         request.spawn_id.as_deref(),
-        harness.map(|h| h.as_str()),
+        request.harness.map(|h| h.as_str()),
         state.config.sandbox.default_harness.as_str(),
         &workspace,
-        &request_hash(&body),
+        &typed_request_hash(&request),
     )
     .await?;
-    Ok(Json(response))
+    Ok(Json(validate::stored_response(response)?))
 }
 
 /// The documented handlers.
@@ -85,7 +76,7 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use sqlx::PgPool;
 
     fn client(pool: PgPool) -> TestClient {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::{Harness, ThreadKey};
+
 /// Error codes of the control plane (`{"code": ..., "message": ...}`).
 pub mod codes {
     pub const NO_ACTIVE_ASSIGNMENT: &str = "NO_ACTIVE_ASSIGNMENT";
@@ -46,15 +48,13 @@ pub const MAX_AGENTS_MD_OVERRIDE_BYTES: usize = 64 * 1024;
 /// `POST /agent/spawn`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpawnRequest {
-    #[schema(value_type = crate::ThreadKey)]
-    pub thread_key: String,
+    pub thread_key: ThreadKey,
     /// Idempotency key per thread: the same key and payload replay the stored answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawn_id: Option<String>,
     /// Default `CENTAUR_DEFAULT_HARNESS`, else `codex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::Harness>)]
-    pub harness: Option<String>,
+    pub harness: Option<Harness>,
     /// The repository to work in (`owner/name` or an https URL); default `AGENT_REPO`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^\S+$")]
@@ -93,6 +93,21 @@ pub struct MessagePart {
     /// Required when `type` is `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The part's other fields, kept as given.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl MessagePart {
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            kind: "text".to_owned(),
+            text: Some(text.into()),
+            extra: serde_json::Map::new(),
+        }
+    }
 }
 
 /// The roles a message may have.
@@ -122,8 +137,7 @@ pub struct NewMessage {
 /// `POST /agent/message`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageRequest {
-    #[schema(value_type = crate::ThreadKey)]
-    pub thread_key: String,
+    pub thread_key: ThreadKey,
     /// The active assignment's generation (the fencing token).
     pub assignment_generation: i64,
     #[serde(flatten)]
@@ -144,8 +158,7 @@ pub struct MessageResponse {
 /// `POST /agent/messages`: several messages stored all or nothing.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageBatchRequest {
-    #[schema(value_type = crate::ThreadKey)]
-    pub thread_key: String,
+    pub thread_key: ThreadKey,
     /// The active assignment's generation (the fencing token).
     pub assignment_generation: i64,
     /// At least one message (none → 400 `INVALID_MESSAGE`).
@@ -162,10 +175,9 @@ pub struct MessageBatchResponse {
 }
 
 /// `POST /agent/execute`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExecuteRequest {
-    #[schema(value_type = crate::ThreadKey)]
-    pub thread_key: String,
+    pub thread_key: ThreadKey,
     /// The active assignment's generation; without it (and with `message`), the one-call
     /// path spawns, stores the message and executes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,8 +199,7 @@ pub struct ExecuteRequest {
     pub message: Option<String>,
     /// Harness for the one-call path's spawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::Harness>)]
-    pub harness: Option<String>,
+    pub harness: Option<Harness>,
     /// Repository for the one-call path's spawn (as on `/agent/spawn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^\S+$")]
@@ -197,6 +208,24 @@ pub struct ExecuteRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 65536)]
     pub agents_md_override: Option<String>,
+}
+
+impl ExecuteRequest {
+    /// The one-call request: spawn (default harness), store `message` and execute on
+    /// `thread_key`, delivering nowhere (`dev`).
+    pub fn one_call(thread_key: ThreadKey, message: impl Into<String>) -> Self {
+        Self {
+            thread_key,
+            assignment_generation: None,
+            execute_id: None,
+            delivery: None,
+            metadata: None,
+            message: Some(message.into()),
+            harness: None,
+            repo: None,
+            agents_md_override: None,
+        }
+    }
 }
 
 /// Where an execution's answer is delivered: `platform` and the platform's own fields

@@ -1,11 +1,13 @@
 //! The agent harnesses a sandbox can run.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// An agent harness. `Echo` needs no model and exists for plumbing checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// An agent harness. `Echo` needs no model and exists for plumbing checks. Serialises as
+/// its canonical name; deserialises from any name [`FromStr`] accepts (aliases included),
+/// refusing others with [`UnknownHarness`]'s message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Harness {
     Codex,
@@ -14,6 +16,17 @@ pub enum Harness {
     PiMono,
     Echo,
 }
+
+impl<'de> Deserialize<'de> for Harness {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The start of [`UnknownHarness`]'s message, for telling its error apart once a
+/// deserialiser has turned it into text.
+pub const UNKNOWN_HARNESS_MESSAGE: &str = "unknown harness '";
 
 /// The harness name was not one of the allowed names or aliases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +153,22 @@ mod tests {
     #[test]
     fn unknown_harness_names_are_refused() {
         assert!("gpt".parse::<Harness>().is_err());
+    }
+
+    #[test]
+    fn json_names_and_aliases_deserialise_and_others_say_unknown_harness() {
+        let parse = |raw: &str| serde_json::from_str::<Harness>(raw);
+        assert_eq!(parse("\"claude\"").ok(), Some(Harness::ClaudeCode));
+        assert_eq!(parse("\"pi-mono\"").ok(), Some(Harness::PiMono));
+        let err = parse("\"gpt\"").map(|_| ()).expect_err("refused");
+        assert!(
+            err.to_string().starts_with(UNKNOWN_HARNESS_MESSAGE),
+            "{err}"
+        );
+        assert_eq!(
+            serde_json::to_string(&Harness::ClaudeCode).ok().as_deref(),
+            Some("\"claude-code\"")
+        );
     }
 
     #[test]

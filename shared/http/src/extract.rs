@@ -57,6 +57,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     }
     serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+        serde_json::error::Category::Data
+            if err
+                .to_string()
+                .starts_with(centaur_core::harness::UNKNOWN_HARNESS_MESSAGE) =>
+        {
+            ApiError::Unprocessable {
+                code: codes::UNKNOWN_HARNESS,
+                message: err.to_string(),
+            }
+        }
         serde_json::error::Category::Data => {
             ApiError::validation(format!("invalid request body: {err}"))
         }
