@@ -16,6 +16,7 @@ def test_the_default_windows_are_given_to_the_dispatcher():
     assert env["RETENTION_IDEMPOTENCY_DAYS"] == "7"
     assert env["RETENTION_QUEUE_DAYS"] == "1"
     assert env["RETENTION_OUTBOX_DAYS"] == "7"
+    assert env["RETENTION_AUDIT_DAYS"] == "90"
     assert env["RETENTION_INTERVAL_S"] == "60"
     assert env["RETENTION_BATCH_SIZE"] == "500"
 
@@ -29,7 +30,7 @@ def test_a_window_can_be_turned_off():
 
 @pytest.mark.parametrize(
     "retention",
-    [{"executionsDays": "thirty"}, {"outboxDays": -1}, {"batchSize": 0}, {"intervalSeconds": 0}, {"keepForever": True}],
+    [{"executionsDays": "thirty"}, {"outboxDays": -1}, {"auditDays": "forever"}, {"batchSize": 0}, {"intervalSeconds": 0}, {"keepForever": True}],
 )
 def test_the_schema_refuses_what_the_dispatcher_would(retention):
     with pytest.raises(Exception, match="retention"):

@@ -28,6 +28,7 @@ pub fn policy(config: &RetentionConfig) -> Policy {
         idempotency: config.idempotency,
         queue: config.queue,
         outbox: config.outbox,
+        audit: config.audit,
         batch: i64::from(config.batch_size),
         keep_newest_turns: KEEP_NEWEST_TURNS,
     }

@@ -26,6 +26,8 @@ pub struct RetentionConfig {
     /// `RETENTION_OUTBOX_DAYS` (7): delivered outbox rows and delivered Slack notices,
     /// counted from `delivered_at`.
     pub outbox: Option<Duration>,
+    /// `RETENTION_AUDIT_DAYS` (90): audit log rows, counted from `at`.
+    pub audit: Option<Duration>,
     /// `RETENTION_INTERVAL_S` (60): how often a dispatcher runs a pruning pass.
     pub interval: Duration,
     /// `RETENTION_BATCH_SIZE` (500, at most 10000): most rows one DELETE removes.
@@ -39,6 +41,7 @@ impl Default for RetentionConfig {
             idempotency: Some(DAY * 7),
             queue: Some(DAY),
             outbox: Some(DAY * 7),
+            audit: Some(DAY * 90),
             interval: Duration::from_secs(60),
             batch_size: 500,
         }
@@ -95,6 +98,7 @@ impl RetentionConfig {
             idempotency: window_days(env, "RETENTION_IDEMPOTENCY_DAYS", defaults.idempotency)?,
             queue: window_days(env, "RETENTION_QUEUE_DAYS", defaults.queue)?,
             outbox: window_days(env, "RETENTION_OUTBOX_DAYS", defaults.outbox)?,
+            audit: window_days(env, "RETENTION_AUDIT_DAYS", defaults.audit)?,
             interval: Duration::from_secs(interval),
             batch_size,
         })
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(config.idempotency, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(config.queue, Some(Duration::from_secs(86_400)));
         assert_eq!(config.outbox, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(config.audit, Some(Duration::from_secs(90 * 86_400)));
     }
 
     #[test]
@@ -122,12 +127,14 @@ mod tests {
             ("RETENTION_IDEMPOTENCY_DAYS", "0"),
             ("RETENTION_QUEUE_DAYS", " OFF "),
             ("RETENTION_OUTBOX_DAYS", "3"),
+            ("RETENTION_AUDIT_DAYS", "off"),
         ]);
         let config = RetentionConfig::from_env(&env).expect("valid");
         assert_eq!(config.executions, None);
         assert_eq!(config.idempotency, None);
         assert_eq!(config.queue, None);
         assert_eq!(config.outbox, Some(Duration::from_secs(3 * 86_400)));
+        assert_eq!(config.audit, None);
     }
 
     #[test]
@@ -137,6 +144,7 @@ mod tests {
             ("RETENTION_IDEMPOTENCY_DAYS", "-1"),
             ("RETENTION_QUEUE_DAYS", "1.5"),
             ("RETENTION_OUTBOX_DAYS", "99999999"),
+            ("RETENTION_AUDIT_DAYS", "a quarter"),
             ("RETENTION_INTERVAL_S", "0"),
             ("RETENTION_INTERVAL_S", "soon"),
             ("RETENTION_BATCH_SIZE", "0"),

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod audit;
 pub mod dispatch;
 pub mod error;
 pub mod events;

@@ -45,6 +45,8 @@ pub struct Policy {
     pub queue: Option<Duration>,
     /// Delivered outbox rows and Slack notices (by `delivered_at`).
     pub outbox: Option<Duration>,
+    /// Audit log rows (by `at`).
+    pub audit: Option<Duration>,
     /// Most rows one DELETE removes (and most executions one batch removes).
     pub batch: i64,
     /// Executions of a live thread kept whatever their age, newest first.
@@ -122,6 +124,9 @@ pub async fn prune_once(
     }
     if let Some(before) = cutoff(now, policy.outbox) {
         pruned.absorb(prune_delivered(pool, before, batch).await?);
+    }
+    if let Some(before) = cutoff(now, policy.audit) {
+        pruned.absorb(prune_audit(pool, before, batch).await?);
     }
     Ok(pruned)
 }
@@ -362,6 +367,26 @@ pub async fn prune_delivered(
     Ok(pruned)
 }
 
+/// Audit log rows written before `before`.
+pub async fn prune_audit(
+    pool: &PgPool,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> Result<Pruned, StoreError> {
+    let mut pruned = Pruned::default();
+    let deleted = sqlx::query(
+        "DELETE FROM audit_log WHERE id IN (
+             SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    pruned.batch("audit_log", deleted, batch);
+    Ok(pruned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +401,7 @@ mod tests {
             idempotency: Some(DAY * 7),
             queue: Some(DAY),
             outbox: Some(DAY * 7),
+            audit: Some(DAY * 90),
             batch: 100,
             keep_newest_turns: 2,
         }
@@ -777,11 +803,51 @@ mod tests {
             idempotency: None,
             queue: None,
             outbox: None,
+            audit: None,
             ..policy()
         };
+        crate::audit::record(
+            &mut *pool.acquire().await.expect("connection"),
+            &crate::audit::Actor::local_operator(None),
+            crate::audit::Action::Spawn,
+            crate::audit::Target::thread("t1"),
+        )
+        .await
+        .expect("audit row");
         let pruned = prune_once(&pool, &off, Utc::now() + chrono::Duration::days(3650))
             .await
             .expect("prune");
         assert_eq!(pruned, Pruned::default());
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn audit_rows_go_after_their_own_window(pool: PgPool) {
+        use crate::audit::{record, Action, Actor, Target};
+        let mut conn = pool.acquire().await.expect("connection");
+        for _ in 0..3 {
+            record(
+                &mut conn,
+                &Actor::local_operator(None),
+                Action::Execute,
+                Target::thread("t1"),
+            )
+            .await
+            .expect("audit row");
+        }
+        drop(conn);
+        let pruned = prune_once(&pool, &policy(), a_month_later())
+            .await
+            .expect("prune");
+        assert_eq!(pruned.rows("audit_log"), 0, "a month is within 90 days");
+        let policy = Policy {
+            batch: 2,
+            ..policy()
+        };
+        let later = Utc::now() + chrono::Duration::days(91);
+        let first = prune_once(&pool, &policy, later).await.expect("prune");
+        assert_eq!((first.rows("audit_log"), first.more), (2, true));
+        let second = prune_once(&pool, &policy, later).await.expect("prune");
+        assert_eq!(second.rows("audit_log"), 1);
+        assert_eq!(count(&pool, "SELECT count(*) FROM audit_log").await, 0);
     }
 }
