@@ -1,4 +1,5 @@
-//! The queue consumer: receive wake-ups, claim, and start a driver per claimed execution.
+//! The queue consumer: receive wake-ups and, for each, claim and drive the execution in a
+//! task holding one of the process's slots.
 
 use crate::executor::{self, THREAD_BUSY_DELAY};
 use crate::Dispatcher;
@@ -6,7 +7,11 @@ use centaur_queue::Delivery;
 use centaur_store::dispatch::{self, ClaimOutcome, ClaimedExecution};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tracing::Instrument;
+
+/// Most messages taken off the queue at once (SQS's maximum).
+const RECEIVE_BATCH: usize = 10;
 
 /// Claims `execution_id` for this process (unless it already drives it); `receipt` is
 /// the queue message that woke the claim, if any.
@@ -49,10 +54,24 @@ pub async fn spawn_driver(dispatcher: &Arc<Dispatcher>, execution: ClaimedExecut
     });
 }
 
-async fn handle(dispatcher: &Arc<Dispatcher>, delivery: Delivery) {
+/// Claims the execution `delivery` names in the slot that will run its turn (`permit`,
+/// or one awaited here), then drives it in this same task; a claim that loses puts the
+/// message back (or deletes a stale one) and frees the slot.
+async fn handle(
+    dispatcher: Arc<Dispatcher>,
+    delivery: Delivery,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _permit = match permit {
+        Some(permit) => permit,
+        None => match dispatcher.slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return,
+        },
+    };
     let queue = &dispatcher.queue;
-    let execution_id = &delivery.message.execution_id;
-    let outcome = match claim(dispatcher, execution_id, Some(&delivery.receipt)).await {
+    let execution_id = delivery.message.execution_id.as_str();
+    let outcome = match claim(&dispatcher, execution_id, Some(&delivery.receipt)).await {
         None => return,
         Some(outcome) => outcome,
     };
@@ -60,7 +79,10 @@ async fn handle(dispatcher: &Arc<Dispatcher>, delivery: Delivery) {
         Ok(ClaimOutcome::Claimed(execution)) => {
             metrics::counter!("centaur_dispatcher_claims_total", "outcome" => "claimed")
                 .increment(1);
-            spawn_driver(dispatcher, *execution).await;
+            if dispatcher.begin(&execution.execution_id) {
+                let receipt = execution.queue_receipt.clone();
+                executor::run(dispatcher.clone(), *execution, receipt).await;
+            }
             Ok(())
         }
         Ok(ClaimOutcome::WaitingForThread) => {
@@ -79,18 +101,20 @@ async fn handle(dispatcher: &Arc<Dispatcher>, delivery: Delivery) {
             queue.delete(&delivery.receipt).await
         }
         Err(err) => {
-            tracing::warn!(%err, execution_id, "claim failed; the message will come back");
+            tracing::warn!(%err, "claim failed; the message will come back");
             queue
                 .release(&delivery.receipt, Duration::from_secs(1))
                 .await
         }
     };
     if let Err(err) = result {
-        tracing::warn!(%err, execution_id, "queue call failed after claim");
+        tracing::warn!(%err, "queue call failed after claim");
     }
 }
 
-/// Receives and dispatches until `shutdown` turns true.
+/// Receives and dispatches until `shutdown` turns true. Each delivery gets a task of its
+/// own holding one of the process's slots: claims run in parallel, each in the slot that
+/// then runs its turn, and the loop never receives more than there are free slots.
 pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow() {
@@ -109,13 +133,21 @@ pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool
             dispatcher.config.queue_visibility,
         );
         let received = tokio::select! {
-            received = dispatcher.queue.receive(free.min(10), wait, visibility) => received,
+            received = dispatcher.queue.receive(free.min(RECEIVE_BATCH), wait, visibility) => received,
             _ = shutdown.changed() => return,
         };
         match received {
             Ok(deliveries) => {
                 for delivery in deliveries {
-                    handle(&dispatcher, delivery).await;
+                    // Taken here, before the next receive counts the free slots; a slot
+                    // the recovery loop took meanwhile is awaited by the task instead.
+                    let permit = dispatcher.slots.clone().try_acquire_owned().ok();
+                    let span = tracing::info_span!(
+                        "delivery",
+                        execution_id = %delivery.message.execution_id,
+                        thread_key = %delivery.message.thread_key,
+                    );
+                    tokio::spawn(handle(dispatcher.clone(), delivery, permit).instrument(span));
                 }
             }
             Err(err) => {

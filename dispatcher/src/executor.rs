@@ -11,12 +11,14 @@ use centaur_core::turn::{
     self, Beat, ClaimKind, Effect, Ending, HarnessSignal, Input, Phase, SandboxLine, SandboxState,
     SessionEnd, StoredAttempt, Turn, TurnEnd, TurnSetup,
 };
-use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId};
+use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId, TerminalReason};
 use centaur_harness::{
     ContentBlock, HarnessEvent, SandboxInput, SandboxOutput, TurnMessage, TurnStatus, Workspace,
 };
 use centaur_sandbox::{Attachment, SandboxError, SandboxStatus};
-use centaur_store::dispatch::{self, ClaimedExecution, Finish, Lease, TurnMessageRow};
+use centaur_store::dispatch::{
+    self, ClaimedExecution, Finish, Lease, QueueRelease, TurnMessageRow,
+};
 use centaur_store::{history, sessions, start_retries, StoreError};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -82,6 +84,18 @@ struct Driver<'a> {
     /// Armed when an interrupt is sent: the turn must end before it fires.
     cancel_grace: Option<Pin<Box<Sleep>>>,
     started: Instant,
+    /// The turn's messages as the start of the turn read them, for the sandbox they were
+    /// read for (sending the turn then needs no query).
+    turn_messages: Option<(SandboxId, Vec<TurnMessageRow>)>,
+    /// The last batch of harness events before the turn concludes: stored with the end
+    /// (one statement) instead of on its own.
+    deferred: Vec<Value>,
+    /// The end was written with the thread's session row: recording the session turn has
+    /// nothing left to do.
+    session_in_finish: bool,
+    /// The end was written with the queue message deleted and the thread's next turn woken
+    /// (Postgres queue): releasing the thread has nothing left to do.
+    released_in_finish: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -100,6 +114,10 @@ impl<'a> Driver<'a> {
             attachment: None,
             cancel_grace: None,
             started: Instant::now(),
+            turn_messages: None,
+            deferred: Vec::new(),
+            session_in_finish: false,
+            released_in_finish: false,
         }
     }
 
@@ -231,6 +249,9 @@ impl<'a> Driver<'a> {
             Effect::Reattach(id) => self.reattach(&id).await,
             Effect::SendTurn(id) => self.send_turn(&id).await,
             Effect::SendResume { after_seq } => self.send_resume(after_seq).await,
+            Effect::AppendHarnessEvents(batch) if turn.phase() == Phase::Flushing => {
+                self.defer(batch)
+            }
             Effect::AppendHarnessEvents(batch) => self.append(&batch).await,
             Effect::RecordStartRetry {
                 sandbox_id,
@@ -303,11 +324,21 @@ impl<'a> Driver<'a> {
         let (Some(harness), Some(execution_id)) = (self.harness, &self.execution_id) else {
             return Input::SandboxCouldNotStart("the execution cannot run".into());
         };
+        let execution = self.execution;
+        let live = execution
+            .session_sandbox_id
+            .clone()
+            .zip(execution.session_harness.clone())
+            .map(|(sandbox_id, harness)| sandboxes::LiveSession {
+                sandbox_id,
+                harness,
+            });
         let acquired = sandboxes::acquire(
             self.dispatcher,
-            &self.execution.thread_key,
+            &execution.thread_key,
             execution_id,
             harness,
+            live,
         )
         .await;
         sandbox_ready(acquired)
@@ -323,7 +354,8 @@ impl<'a> Driver<'a> {
         sandbox_ready(created)
     }
 
-    /// The `execution_started` event (`retry_of`: the first attempt's start failure).
+    /// The `execution_started` event (`retry_of`: the first attempt's start failure), with
+    /// the sandbox and the turn's messages (one statement, [`dispatch::start_turn`]).
     async fn record_start(&mut self, id: &SandboxId, retry_of: Option<String>) -> Input {
         let mut started = json!({
             "harness": self.execution.harness,
@@ -334,9 +366,13 @@ impl<'a> Driver<'a> {
         if let Some(first_failure) = retry_of {
             started["start_retry"] = json!({ "first_failure": first_failure });
         }
-        match dispatch::record_start(&self.dispatcher.pool, &self.lease, &started).await {
-            Ok(true) => Input::StartRecorded,
-            Ok(false) => Input::LeaseLost,
+        let pool = &self.dispatcher.pool;
+        match dispatch::start_turn(pool, &self.lease, id.as_str(), &started).await {
+            Ok(Some(messages)) => {
+                self.turn_messages = Some((id.clone(), messages));
+                Input::StartRecorded
+            }
+            Ok(None) => Input::LeaseLost,
             Err(err) => failed(err.into()),
         }
     }
@@ -382,12 +418,16 @@ impl<'a> Driver<'a> {
             Ok(continuity) => continuity,
             Err(err) => return failed(err.into()),
         };
-        let messages =
-            match dispatch::take_turn_messages(&dispatcher.pool, &self.lease, id.as_str()).await {
+        let messages = match self.turn_messages.take() {
+            Some((read_for, messages)) if read_for == *id => messages,
+            _ => match dispatch::take_turn_messages(&dispatcher.pool, &self.lease, id.as_str())
+                .await
+            {
                 Ok(Some(messages)) => messages,
                 Ok(None) => return Input::LeaseLost,
                 Err(err) => return failed(err.into()),
-            };
+            },
+        };
         if continuity.transcript.is_some() {
             tracing::info!(
                 sandbox_id = %id,
@@ -434,6 +474,25 @@ impl<'a> Driver<'a> {
         self.cancel_grace = Some(Box::pin(tokio::time::sleep(CANCEL_GRACE)));
     }
 
+    /// Keeps the turn's last batch for the statement that concludes the turn (the machine
+    /// flushes before it concludes).
+    fn defer(&mut self, batch: Vec<Value>) -> Input {
+        metrics::counter!("centaur_harness_events_total", "harness" => self.execution.harness.clone())
+            .increment(batch.len() as u64);
+        self.deferred.extend(batch);
+        Input::Appended
+    }
+
+    /// Stores the deferred batch on its own (before a hand-back or a start retry).
+    async fn store_deferred(&mut self) -> Result<bool, StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(true);
+        }
+        let silence = self.dispatcher.config.silence_timeout;
+        let batch = std::mem::take(&mut self.deferred);
+        dispatch::append_harness_events(&self.dispatcher.pool, &self.lease, silence, &batch).await
+    }
+
     async fn append(&mut self, batch: &[Value]) -> Input {
         metrics::counter!("centaur_harness_events_total", "harness" => self.execution.harness.clone())
             .increment(batch.len() as u64);
@@ -448,6 +507,11 @@ impl<'a> Driver<'a> {
     }
 
     async fn record_start_retry(&mut self, id: &SandboxId, first_failure: &str) -> Input {
+        match self.store_deferred().await {
+            Ok(true) => {}
+            Ok(false) => return Input::LeaseLost,
+            Err(err) => return failed(err.into()),
+        }
         match start_retries::record(
             &self.dispatcher.pool,
             &self.lease,
@@ -519,6 +583,13 @@ impl<'a> Driver<'a> {
             ending.reason,
             ending.result_text.as_deref(),
         );
+        let queue = self.dispatcher.queue.in_database().then(|| QueueRelease {
+            receipt: self.receipt.clone(),
+            channel: centaur_queue::postgres::CHANNEL.to_owned(),
+        });
+        let session_sandbox_id = (ending.reason == TerminalReason::Completed)
+            .then(|| turn.sandbox_id().map(|id| id.as_str().to_owned()))
+            .flatten();
         let end = Finish {
             reason: ending.reason,
             result_text: ending.result_text,
@@ -526,9 +597,17 @@ impl<'a> Driver<'a> {
             agent_thread_id: ending.agent_thread_id,
             summary,
             delivery_payload,
+            events: std::mem::take(&mut self.deferred),
+            session_sandbox_id,
+            queue,
         };
         match dispatch::finish(&self.dispatcher.pool, &self.lease, &end).await {
-            Ok(true) => {
+            Ok(finished) if finished.written => {
+                self.session_in_finish = end.session_sandbox_id.is_some();
+                self.released_in_finish = end.queue.is_some();
+                if finished.woke_next {
+                    tracing::debug!("woke the thread's next turn");
+                }
                 metrics::counter!(
                     "centaur_executions_finished_total",
                     "harness" => execution.harness.clone(),
@@ -544,7 +623,7 @@ impl<'a> Driver<'a> {
                 );
                 Input::Finished
             }
-            Ok(false) => {
+            Ok(_) => {
                 tracing::info!("the execution is no longer this worker's to finish");
                 Input::FinishRefused
             }
@@ -554,6 +633,11 @@ impl<'a> Driver<'a> {
 
     async fn hand_back(&mut self, why: &str, retry_after: Duration) -> Input {
         tracing::warn!(%why, ?retry_after, "handing the execution back to run again");
+        match self.store_deferred().await {
+            Ok(true) => {}
+            Ok(false) => return Input::LeaseLost,
+            Err(err) => return failed(err.into()),
+        }
         match dispatch::hand_back(&self.dispatcher.pool, &self.lease, why).await {
             Ok(true) => Input::HandedBack,
             Ok(false) => Input::LeaseLost,
@@ -562,6 +646,10 @@ impl<'a> Driver<'a> {
     }
 
     async fn record_session_turn(&mut self, id: &SandboxId, agent_thread_id: Option<String>) {
+        if self.session_in_finish {
+            // Written with the end (the finish statement updates the session row).
+            return;
+        }
         if let Err(err) = sessions::record_turn(
             &self.dispatcher.pool,
             &self.execution.thread_key,
@@ -576,6 +664,10 @@ impl<'a> Driver<'a> {
 
     /// The execution is over: its queue message goes, the thread's next turn is woken.
     async fn release_thread(&mut self) {
+        if self.released_in_finish {
+            // The end's statement deleted the message and woke the thread's next turn.
+            return;
+        }
         let queue = &self.dispatcher.queue;
         if let Some(receipt) = &self.receipt {
             if let Err(err) = queue.delete(receipt).await {
@@ -647,15 +739,14 @@ impl<'a> Driver<'a> {
     async fn continuity(&mut self, id: &SandboxId) -> Result<Continuity, StoreError> {
         let pool = &self.dispatcher.pool;
         let execution = self.execution;
-        let previous =
-            history::previous_turn_sandbox(pool, &execution.thread_key, &execution.execution_id)
-                .await?;
-        if previous.as_deref() == Some(id.as_str()) {
-            let session =
-                sessions::resumable_agent_thread(pool, &execution.thread_key, id.as_str()).await?;
-            if session.is_some() {
+        // What the claim read: the sandbox of the thread's previous turn (earlier turns are
+        // over, it cannot change) and the thread's live session.
+        let same_sandbox = execution.previous_sandbox_id.as_deref() == Some(id.as_str())
+            && execution.session_sandbox_id.as_deref() == Some(id.as_str());
+        if same_sandbox {
+            if let Some(session) = execution.session_agent_thread_id.clone() {
                 return Ok(Continuity {
-                    agent_thread_id: session,
+                    agent_thread_id: Some(session),
                     transcript: None,
                 });
             }
@@ -872,6 +963,10 @@ mod tests {
             repo: repo.map(str::to_owned),
             agents_md_override: agents_md_override.map(str::to_owned),
             queue_receipt: None,
+            session_sandbox_id: None,
+            session_harness: None,
+            session_agent_thread_id: None,
+            previous_sandbox_id: None,
         }
     }
 

@@ -87,20 +87,29 @@ pub fn spec(
     }
 }
 
-/// The thread's sandbox: its live session if the backend says it is alive (same harness),
-/// else a ready warm one, else a new one named after the execution. The session row is
-/// written before the backend creates anything, so orphan collection never sees it unowned.
-/// A database error is returned as such ([`DispatchError::Store`]), never as a sandbox
-/// that could not start: the turn is handed back, not failed.
+/// The thread's live sandbox session, as the claim read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub sandbox_id: String,
+    pub harness: String,
+}
+
+/// The thread's sandbox: its live session (`live`, as the claim read it) if the backend
+/// says it is alive (same harness), else a ready warm one, else a new one named after the
+/// execution. The session row is written before the backend creates anything, so orphan
+/// collection never sees it unowned. A database error is returned as such
+/// ([`DispatchError::Store`]), never as a sandbox that could not start: the turn is handed
+/// back, not failed.
 pub async fn acquire(
     dispatcher: &Dispatcher,
     thread_key: &str,
     execution_id: &ExecutionId,
     harness: Harness,
+    live: Option<LiveSession>,
 ) -> Result<SandboxId, DispatchError> {
     let pool = &dispatcher.pool;
     let backend = &dispatcher.backend;
-    if let Some(session) = sessions::live(pool, thread_key).await? {
+    if let Some(session) = live {
         let id = SandboxId::from_stored(session.sandbox_id.clone());
         let alive = backend
             .status(&id)

@@ -10,22 +10,25 @@ use serde_json::Value;
 
 /// Creates the execution — on the one-call path also attaching to (or creating) the
 /// thread's assignment and storing its first message, all in one transaction, so the turn
-/// is durable when this returns — and sends its queue wake-up (a lost send is repaired by
-/// the dispatcher's sweep). Returns the 202 body and whether a new execution was created
-/// (false for an idempotent replay, which is not enqueued again).
+/// is durable when this returns. On the Postgres queue the queue message and its NOTIFY
+/// are written in that same transaction (one commit); on SQS the wake-up is sent after it
+/// (a lost send is repaired by the dispatcher's sweep). Returns the 202 body and whether a
+/// new execution was created (false for an idempotent replay, which is not enqueued again).
 pub async fn execute(
     state: &AppState,
     request: &NewExecution,
     workspace: &WorkspaceChoice,
 ) -> Result<(Value, bool), TurnError> {
-    let (response, created) = executions::create_in_workspace(
+    let in_database = state.queue.in_database();
+    let (response, created) = executions::create_and_enqueue(
         &state.pool,
         request,
         state.config.sandbox.default_harness.as_str(),
         workspace,
+        in_database.then_some(centaur_queue::postgres::CHANNEL),
     )
     .await?;
-    if created {
+    if created && !in_database {
         let message = QueueMessage {
             execution_id: response["execution_id"]
                 .as_str()

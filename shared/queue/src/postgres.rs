@@ -16,6 +16,55 @@ pub const CHANNEL: &str = "centaur_queue";
 /// How often a receiver re-checks without a notification (delayed messages, lost notifies).
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The fetch (binds `$1` max, `$2` visibility seconds). The candidates come off the FIFO
+/// index in order (the in-flight check is an index probe per row) and stop at `$1`.
+pub const TAKE_VISIBLE: &str = "WITH candidates AS (
+         SELECT q.execution_id, q.thread_key, q.created_at FROM queue_messages q
+         WHERE q.visible_at <= now()
+           AND NOT EXISTS (
+               SELECT 1 FROM queue_messages busy
+               WHERE busy.thread_key = q.thread_key
+                 AND busy.receipt IS NOT NULL AND busy.visible_at > now())
+         ORDER BY q.created_at, q.execution_id
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+     ), first_per_thread AS (
+         SELECT DISTINCT ON (thread_key) execution_id FROM candidates
+         ORDER BY thread_key, created_at, execution_id
+     )
+     UPDATE queue_messages q
+     SET receipt = gen_random_uuid(),
+         receive_count = q.receive_count + 1,
+         visible_at = now() + make_interval(secs => $2)
+     FROM first_per_thread f
+     WHERE q.execution_id = f.execution_id
+     RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count";
+
+/// Sends a message (binds `$1` execution, `$2` thread, `$3` channel) and notifies the
+/// receivers, in one statement: a message already in flight is left alone (and nobody is
+/// woken for it). Run it inside a transaction to make the message part of it (the
+/// notification is delivered at commit).
+pub const SEND: &str = "WITH sent AS (
+         INSERT INTO queue_messages (execution_id, thread_key) VALUES ($1, $2)
+         ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
+         WHERE queue_messages.receipt IS NULL
+         RETURNING execution_id)
+     SELECT count(pg_notify($3, '')) FROM sent";
+
+/// Sends `message` on `conn` (inside the caller's transaction, if it has one).
+pub async fn send_on(
+    conn: &mut sqlx::PgConnection,
+    message: &QueueMessage,
+) -> Result<(), QueueError> {
+    sqlx::query(SEND)
+        .bind(&message.execution_id)
+        .bind(&message.thread_key)
+        .bind(CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A queue over the `queue_messages` table.
 pub struct PostgresQueue {
     pool: PgPool,
@@ -31,39 +80,21 @@ impl PostgresQueue {
         }
     }
 
+    /// Hands out up to `max` visible messages, oldest first, at most one per thread and
+    /// none of a thread with a message in flight. One statement that walks the FIFO index
+    /// (`queue_messages_fifo`, migration 0010) and stops after `max` rows it can take: its
+    /// cost does not grow with the number of messages queued (only with the messages of
+    /// busy threads queued ahead of them).
     async fn take_visible(
         &self,
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        let rows: Vec<(String, String, Uuid, i32)> = sqlx::query_as(
-            "WITH candidates AS (
-                 SELECT q.execution_id FROM queue_messages q
-                 WHERE q.visible_at <= now()
-                   AND NOT EXISTS (
-                       SELECT 1 FROM queue_messages busy
-                       WHERE busy.thread_key = q.thread_key
-                         AND busy.receipt IS NOT NULL AND busy.visible_at > now())
-                 ORDER BY q.created_at, q.execution_id
-                 FOR UPDATE SKIP LOCKED
-                 LIMIT $1
-             ), first_per_thread AS (
-                 SELECT DISTINCT ON (q.thread_key) q.execution_id
-                 FROM queue_messages q JOIN candidates c USING (execution_id)
-                 ORDER BY q.thread_key, q.created_at, q.execution_id
-             )
-             UPDATE queue_messages q
-             SET receipt = gen_random_uuid(),
-                 receive_count = q.receive_count + 1,
-                 visible_at = now() + make_interval(secs => $2)
-             FROM first_per_thread f
-             WHERE q.execution_id = f.execution_id
-             RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count",
-        )
-        .bind(max as i64)
-        .bind(visibility.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, Uuid, i32)> = sqlx::query_as(TAKE_VISIBLE)
+            .bind(max as i64)
+            .bind(visibility.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(execution_id, thread_key, receipt, count)| Delivery {
@@ -104,16 +135,9 @@ fn parse_receipt(receipt: &str) -> Option<Uuid> {
 #[async_trait]
 impl Queue for PostgresQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO queue_messages (execution_id, thread_key) VALUES ($1, $2)
-             ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
-             WHERE queue_messages.receipt IS NULL",
-        )
-        .bind(&message.execution_id)
-        .bind(&message.thread_key)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
+        sqlx::query(SEND)
+            .bind(&message.execution_id)
+            .bind(&message.thread_key)
             .bind(CHANNEL)
             .execute(&self.pool)
             .await?;
@@ -187,5 +211,9 @@ impl Queue for PostgresQueue {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn in_database(&self) -> bool {
+        true
     }
 }

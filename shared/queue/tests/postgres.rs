@@ -2,7 +2,7 @@
 
 mod support;
 
-use centaur_queue::PostgresQueue;
+use centaur_queue::{PostgresQueue, Queue};
 use sqlx::PgPool;
 use support::conformance;
 
@@ -46,4 +46,69 @@ async fn a_resend_does_not_steal_an_in_flight_message(pool: PgPool) {
         .await
         .expect("receive");
     assert!(again.is_empty(), "the in-flight message stayed hidden");
+}
+
+/// The fetch reads about as many rows with 20,000 messages queued as with 20: it walks the
+/// FIFO index and stops after the rows it takes (no sort of the visible queue, no scan of
+/// the table), skipping the messages of threads with one in flight.
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_fetch_walks_the_fifo_index_instead_of_sorting_the_queue(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO queue_messages (execution_id, thread_key, created_at)
+         SELECT 'exe_' || lpad(to_hex(i), 16, '0'), 't' || (i % 50),
+                now() - make_interval(secs => 100000 - i)
+         FROM generate_series(1, 20000) i",
+    )
+    .execute(&pool)
+    .await
+    .expect("queue");
+    sqlx::query(
+        "UPDATE queue_messages SET receipt = gen_random_uuid(),
+             visible_at = now() + interval '1 minute'
+         WHERE execution_id IN (SELECT execution_id FROM queue_messages ORDER BY created_at LIMIT 8)",
+    )
+    .execute(&pool)
+    .await
+    .expect("in flight");
+    sqlx::query("ANALYZE queue_messages")
+        .execute(&pool)
+        .await
+        .expect("analyze");
+
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN {}",
+        centaur_queue::postgres::TAKE_VISIBLE
+    ))
+    .bind(8_i64)
+    .bind(120.0_f64)
+    .fetch_all(&pool)
+    .await
+    .expect("explain");
+    let plan = plan.join("\n");
+    assert!(plan.contains("queue_messages_fifo"), "{plan}");
+    assert!(
+        !plan.contains("Seq Scan"),
+        "the fetch reads the queue in index order: {plan}"
+    );
+
+    let queue = PostgresQueue::new(pool);
+    let taken = queue
+        .receive(
+            8,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("receive");
+    let threads: std::collections::HashSet<_> =
+        taken.iter().map(|d| d.message.thread_key.clone()).collect();
+    assert_eq!(taken.len(), 8, "{taken:?}");
+    assert_eq!(threads.len(), 8, "one message per thread: {taken:?}");
+    assert!(
+        taken
+            .iter()
+            .all(|d| !["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]
+                .contains(&d.message.thread_key.as_str())),
+        "no message of a thread with one in flight: {taken:?}"
+    );
 }

@@ -131,6 +131,38 @@ pub fn prompt_ref(harness: &str) -> String {
 }
 
 /// Attaches to the active assignment, or creates generation + 1 (inside the caller's
+/// Whether a caller asking for harness `requested` and `workspace` may attach to the thread's
+/// `active` assignment: the same harness, repo and override (`same_override`: whether the
+/// requested override equals the stored one, `None` when none is requested), else the
+/// refusal.
+pub fn check_attach(
+    active: &Assignment,
+    requested: Option<&str>,
+    workspace: &WorkspaceChoice,
+    same_override: Option<bool>,
+) -> Result<(), TurnError> {
+    if let Some(requested) = requested.filter(|requested| *requested != active.harness) {
+        return Err(TurnError::PromptMismatch {
+            active: active.harness.clone(),
+            requested: requested.to_owned(),
+        });
+    }
+    if let Some(repo) = &workspace.requested_repo {
+        if active.repo.as_ref() != Some(repo) {
+            return Err(TurnError::WorkspaceMismatch(format!(
+                "thread already has an active assignment with repo '{}'; release it before spawning with repo '{repo}'",
+                active.repo.as_deref().unwrap_or("(none)"),
+            )));
+        }
+    }
+    if same_override == Some(false) {
+        return Err(TurnError::WorkspaceMismatch(
+            "thread already has an active assignment with another agents_md_override; release it before spawning with a new one".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// locked transaction). `requested` is the harness the caller asked for, if any; a
 /// different harness, repo or override than the active assignment's is refused.
 pub async fn attach_or_create(
@@ -141,36 +173,21 @@ pub async fn attach_or_create(
     workspace: &WorkspaceChoice,
 ) -> Result<Assignment, TurnError> {
     if let Some(active) = active(conn, thread_key).await? {
-        if let Some(requested) = requested.filter(|requested| *requested != active.harness) {
-            return Err(TurnError::PromptMismatch {
-                active: active.harness,
-                requested: requested.to_owned(),
-            });
-        }
-        if let Some(repo) = &workspace.requested_repo {
-            if active.repo.as_ref() != Some(repo) {
-                return Err(TurnError::WorkspaceMismatch(format!(
-                    "thread already has an active assignment with repo '{}'; release it before spawning with repo '{repo}'",
-                    active.repo.as_deref().unwrap_or("(none)"),
-                )));
-            }
-        }
-        if let Some(text) = &workspace.agents_md_override {
-            let same: bool = sqlx::query_scalar(
-                "SELECT agents_md_override IS NOT DISTINCT FROM $3 FROM runtime_assignments
-                 WHERE thread_key = $1 AND assignment_generation = $2",
-            )
-            .bind(thread_key)
-            .bind(active.assignment_generation)
-            .bind(text)
-            .fetch_one(&mut *conn)
-            .await?;
-            if !same {
-                return Err(TurnError::WorkspaceMismatch(
-                    "thread already has an active assignment with another agents_md_override; release it before spawning with a new one".to_owned(),
-                ));
-            }
-        }
+        let same_override = match &workspace.agents_md_override {
+            Some(text) => Some(
+                sqlx::query_scalar(
+                    "SELECT agents_md_override IS NOT DISTINCT FROM $3 FROM runtime_assignments
+                     WHERE thread_key = $1 AND assignment_generation = $2",
+                )
+                .bind(thread_key)
+                .bind(active.assignment_generation)
+                .bind(text)
+                .fetch_one(&mut *conn)
+                .await?,
+            ),
+            None => None,
+        };
+        check_attach(&active, requested, workspace, same_override)?;
         return Ok(active);
     }
     let harness = requested.unwrap_or(default_harness);
@@ -194,7 +211,8 @@ pub async fn attach_or_create(
     .await?)
 }
 
-/// `POST /agent/spawn` without a repository or override (see [`spawn_in_workspace`]).
+/// `POST /agent/spawn` without a repository or override, recorded as the local operator
+/// (tests and tools; see [`spawn_in_workspace`]).
 pub async fn spawn(
     pool: &PgPool,
     thread_key: &str,

@@ -9,10 +9,11 @@ use crate::events::{self, kinds};
 use crate::StoreError;
 use centaur_core::{ExecutionStatus, TerminalReason};
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool, Row};
 use std::time::Duration;
 
 const ACTIVE: &str = "('running','cancel_requested')";
+const TERMINAL: &str = "('completed','failed_permanent','cancelled')";
 
 /// The fence of every write a lease holder makes (binds `$1` execution, `$2` worker,
 /// `$3` attempt).
@@ -54,6 +55,14 @@ pub struct ClaimedExecution {
     /// The receipt of the queue message behind this claim: the claimer's own, or (for a
     /// reclaim after a crash, which has none) the one the previous holder received.
     pub queue_receipt: Option<String>,
+    /// The thread's live sandbox session when the claim was made (`sandbox_sessions`,
+    /// read by the claim's statement): its sandbox, harness and harness session id.
+    pub session_sandbox_id: Option<String>,
+    pub session_harness: Option<String>,
+    pub session_agent_thread_id: Option<String>,
+    /// The sandbox that ran the thread's previous turn (the newest earlier execution whose
+    /// turn was sent), `None` on the thread's first turn.
+    pub previous_sandbox_id: Option<String>,
 }
 
 impl ClaimedExecution {
@@ -97,10 +106,16 @@ fn secs(duration: Duration) -> f64 {
 }
 
 /// Claims `execution_id` for `worker_id`: `queued|retry_wait`, or `running|cancel_requested`
-/// whose lease expired. Refused while an older execution of the same thread is unfinished.
-/// `receipt` is the queue message that woke this claim (`None` for a reclaim by the
-/// recovery loop, which then adopts the stored one). The claim and its `execution_state`
-/// event are one statement, under the thread's lock.
+/// whose lease expired. Refused while an older execution of the same thread is unfinished
+/// (or another one runs). `receipt` is the queue message that woke this claim (`None` for
+/// a reclaim by the recovery loop, which then adopts the stored one).
+///
+/// One statement: the claim, its `execution_state` event, and what the turn needs to
+/// start (the thread's repository, its live sandbox session, the sandbox of its previous
+/// turn). Two claims of one thread cannot both win without a lock: only the thread's
+/// oldest unfinished execution is claimable, and that one row is taken by one of them
+/// (the loser re-reads it and finds it running); a stale view of an older execution only
+/// defers a claim, never lets two run.
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -110,40 +125,6 @@ pub async fn claim(
     silence: Duration,
     hard: Duration,
 ) -> Result<ClaimOutcome, StoreError> {
-    let mut tx = pool.begin().await?;
-    let found: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT thread_key, status, seq FROM executions WHERE execution_id = $1")
-            .bind(execution_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((thread_key, status, seq)) = found else {
-        return Ok(ClaimOutcome::Finished);
-    };
-    if status
-        .parse::<ExecutionStatus>()
-        .is_ok_and(ExecutionStatus::is_terminal)
-    {
-        return Ok(ClaimOutcome::Finished);
-    }
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(&thread_key)
-        .execute(&mut *tx)
-        .await?;
-    let blocked: bool = sqlx::query_scalar(&format!(
-        "SELECT EXISTS (
-             SELECT 1 FROM executions
-             WHERE thread_key = $1 AND execution_id <> $2
-               AND ((seq < $3 AND status NOT IN ('completed','failed_permanent','cancelled'))
-                    OR status IN {ACTIVE}))"
-    ))
-    .bind(&thread_key)
-    .bind(execution_id)
-    .bind(seq)
-    .fetch_one(&mut *tx)
-    .await?;
-    if blocked {
-        return Ok(ClaimOutcome::WaitingForThread);
-    }
     let trail = events::insert_cte(
         "trail",
         &format!(
@@ -154,31 +135,52 @@ pub async fn claim(
             kinds::EXECUTION_STATE
         ),
     );
-    let claimed: Option<ClaimedExecution> = sqlx::query_as(&format!(
-        "WITH claimed AS (
-         UPDATE executions SET
-             status = CASE WHEN status = 'cancel_requested' THEN 'cancel_requested' ELSE 'running' END,
-             worker_id = $2,
-             lease_expires_at = now() + make_interval(secs => $3),
-             claimed_at = now(),
-             started_at = COALESCE(started_at, now()),
-             last_progress_at = now(),
-             silence_deadline_at = now() + make_interval(secs => $4),
-             hard_deadline_at = COALESCE(hard_deadline_at, now() + make_interval(secs => $5)),
-             attempt = attempt + 1,
-             queue_receipt = COALESCE($6, queue_receipt),
-             updated_at = now()
-         WHERE execution_id = $1
-           AND (status IN ('queued','retry_wait')
-                OR (status IN {ACTIVE} AND lease_expires_at < now()))
-         RETURNING execution_id, thread_key, harness, status, worker_id, attempt, sandbox_id,
-                   turn_sent_at, created_at, claimed_at, hard_deadline_at, delivery,
-                   assignment_generation, queue_receipt),
+    let row = sqlx::query(&format!(
+        "WITH target AS (
+             SELECT execution_id, thread_key, seq, status FROM executions WHERE execution_id = $1),
+         blocked AS (
+             SELECT EXISTS (
+                 SELECT 1 FROM executions o, target t
+                 WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
+                   AND ((o.seq < t.seq AND o.status NOT IN {TERMINAL}) OR o.status IN {ACTIVE})
+             ) AS blocked),
+         claimed AS (
+             UPDATE executions SET
+                 status = CASE WHEN status = 'cancel_requested' THEN 'cancel_requested' ELSE 'running' END,
+                 worker_id = $2,
+                 lease_expires_at = now() + make_interval(secs => $3),
+                 claimed_at = now(),
+                 started_at = COALESCE(started_at, now()),
+                 last_progress_at = now(),
+                 silence_deadline_at = now() + make_interval(secs => $4),
+                 hard_deadline_at = COALESCE(hard_deadline_at, now() + make_interval(secs => $5)),
+                 attempt = attempt + 1,
+                 queue_receipt = COALESCE($6, queue_receipt),
+                 updated_at = now()
+             WHERE execution_id = $1
+               AND (status IN ('queued','retry_wait')
+                    OR (status IN {ACTIVE} AND lease_expires_at < now()))
+               AND NOT (SELECT blocked FROM blocked)
+             RETURNING execution_id, thread_key, harness, status, worker_id, attempt, sandbox_id,
+                       turn_sent_at, created_at, claimed_at, hard_deadline_at, delivery,
+                       assignment_generation, queue_receipt, seq),
          {trail}
-         SELECT c.*, a.repo, a.agents_md_override
-         FROM claimed c
+         SELECT t.status AS found_status, b.blocked, c.execution_id IS NOT NULL AS won,
+                c.execution_id, c.thread_key, c.harness, c.status, c.worker_id, c.attempt,
+                c.sandbox_id, c.turn_sent_at, c.created_at, c.claimed_at, c.hard_deadline_at,
+                c.delivery, c.assignment_generation, c.queue_receipt, a.repo, a.agents_md_override,
+                s.sandbox_id AS session_sandbox_id, s.harness AS session_harness,
+                s.agent_thread_id AS session_agent_thread_id,
+                (SELECT p.sandbox_id FROM executions p
+                 WHERE p.thread_key = c.thread_key AND p.seq < c.seq
+                   AND p.sandbox_id IS NOT NULL AND p.turn_sent_at IS NOT NULL
+                 ORDER BY p.seq DESC LIMIT 1) AS previous_sandbox_id
+         FROM blocked b
+         LEFT JOIN target t ON true
+         LEFT JOIN claimed c ON true
          LEFT JOIN runtime_assignments a
-           ON a.thread_key = c.thread_key AND a.assignment_generation = c.assignment_generation"
+           ON a.thread_key = c.thread_key AND a.assignment_generation = c.assignment_generation
+         LEFT JOIN sandbox_sessions s ON s.thread_key = c.thread_key AND s.state = 'live'"
     ))
     .bind(execution_id)
     .bind(worker_id)
@@ -186,13 +188,26 @@ pub async fn claim(
     .bind(secs(silence))
     .bind(secs(hard))
     .bind(receipt)
-    .fetch_optional(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    let Some(claimed) = claimed else {
-        return Ok(ClaimOutcome::HeldElsewhere);
-    };
-    tx.commit().await?;
-    Ok(ClaimOutcome::Claimed(Box::new(claimed)))
+    if row.try_get::<bool, _>("won")? {
+        return Ok(ClaimOutcome::Claimed(Box::new(ClaimedExecution::from_row(
+            &row,
+        )?)));
+    }
+    let found: Option<String> = row.try_get("found_status")?;
+    let terminal = found.as_deref().is_none_or(|status| {
+        status
+            .parse::<ExecutionStatus>()
+            .is_ok_and(ExecutionStatus::is_terminal)
+    });
+    Ok(if terminal {
+        ClaimOutcome::Finished
+    } else if row.try_get::<bool, _>("blocked")? {
+        ClaimOutcome::WaitingForThread
+    } else {
+        ClaimOutcome::HeldElsewhere
+    })
 }
 
 /// What a heartbeat learned.
@@ -300,9 +315,95 @@ pub async fn record_start(
     Ok(held > 0)
 }
 
+/// Starts the turn in `sandbox_id` if `holder` still holds the execution, in one
+/// statement: the `execution_started` event (`started`), the sandbox and the moment the
+/// turn is sent (kept from an earlier attempt), and the messages bound to the execution,
+/// oldest first — what [`record_start`] and [`take_turn_messages`] write and read, in one
+/// round trip. Recording the send before the line is written is safe: a turn a sandbox
+/// never received answers `turn.unknown` on re-attach and is sent again. `None`: the lease
+/// was lost, nothing was written.
+pub async fn start_turn(
+    pool: &PgPool,
+    holder: &Lease,
+    sandbox_id: &str,
+    started: &Value,
+) -> Result<Option<Vec<TurnMessageRow>>, StoreError> {
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT thread_key, execution_id, '{}' AS event_kind, $5::jsonb AS event_json,
+                    1 AS ord
+             FROM held",
+            kinds::EXECUTION_STARTED
+        ),
+    );
+    let (held, messages): (i64, sqlx::types::Json<Vec<StoredMessage>>) = sqlx::query_as(&format!(
+        "WITH held AS (
+                 UPDATE executions SET sandbox_id = $4,
+                     turn_sent_at = COALESCE(turn_sent_at, now()), updated_at = now()
+                 WHERE {HELD}
+                 RETURNING thread_key, execution_id),
+             {trail}
+             SELECT (SELECT count(*) FROM held),
+                    COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role,
+                                                                  'parts', m.parts)
+                                               ORDER BY m.seq)
+                              FROM messages m WHERE m.delivered_execution_id = $1), '[]')"
+    ))
+    .bind(&holder.execution_id)
+    .bind(&holder.worker_id)
+    .bind(holder.attempt)
+    .bind(sandbox_id)
+    .bind(started)
+    .fetch_one(pool)
+    .await?;
+    if held == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        messages
+            .0
+            .into_iter()
+            .map(|m| TurnMessageRow {
+                id: m.id,
+                role: m.role,
+                parts: m.parts,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct StoredMessage {
+    id: String,
+    role: String,
+    parts: Value,
+}
+
+/// The CLI facts of the `turn.started` events in `$n::jsonb[]` (`harness_cli_reports`,
+/// see [`crate::harness_reports`]) as a CTE named `reports`, written only when `gate` (a
+/// CTE of the statement) returned a row: the last report per harness wins.
+fn reports_cte(events_param: &str, gate: &str) -> String {
+    format!(
+        "reports AS (
+             INSERT INTO harness_cli_reports (harness, cli_present, cli_version)
+             SELECT DISTINCT ON (e->>'harness') e->>'harness', (e->>'cli_present')::boolean,
+                    e->>'cli_version'
+             FROM (SELECT 1 FROM {gate} LIMIT 1) AS g,
+                  UNNEST({events_param}::jsonb[]) WITH ORDINALITY AS t(e, n)
+             WHERE e->>'type' = 'turn.started' AND jsonb_typeof(e->'harness') = 'string'
+               AND jsonb_typeof(e->'cli_present') = 'boolean'
+             ORDER BY e->>'harness', n DESC
+             ON CONFLICT (harness) DO UPDATE SET cli_present = EXCLUDED.cli_present,
+                 cli_version = EXCLUDED.cli_version, reported_at = now()
+             RETURNING 1)"
+    )
+}
+
 /// Appends a batch of harness events and pushes the silence deadline (output is
-/// progress), if `holder` still holds the execution. `false`: the lease was lost, nothing
-/// was written.
+/// progress), if `holder` still holds the execution, with the CLI facts of any
+/// `turn.started` among them — one statement. `false`: the lease was lost, nothing was
+/// written.
 pub async fn append_harness_events(
     pool: &PgPool,
     holder: &Lease,
@@ -318,14 +419,15 @@ pub async fn append_harness_events(
             kinds::HARNESS_EVENT
         ),
     );
-    let mut tx = pool.begin().await?;
+    let reports = reports_cte("$5", "held");
     let held: i64 = sqlx::query_scalar(&format!(
         "WITH held AS (
              UPDATE executions SET last_progress_at = now(),
                  silence_deadline_at = now() + make_interval(secs => $4), updated_at = now()
              WHERE {HELD}
              RETURNING thread_key, execution_id),
-         {trail}
+         {trail},
+         {reports}
          SELECT count(*) FROM held"
     ))
     .bind(&holder.execution_id)
@@ -333,14 +435,9 @@ pub async fn append_harness_events(
     .bind(holder.attempt)
     .bind(secs(silence))
     .bind(batch)
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    if held == 0 {
-        return Ok(false);
-    }
-    crate::harness_reports::record(&mut tx, batch).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(held > 0)
 }
 
 /// The highest harness event `seq` stored for an execution (0 when none).
@@ -366,13 +463,45 @@ pub struct Finish {
     pub summary: Value,
     /// What a deliverer posts (`{"text": …}`).
     pub delivery_payload: Value,
+    /// Harness events not stored yet (the turn's last batch), stored before the end.
+    pub events: Vec<Value>,
+    /// The sandbox that ran a completed turn: the thread's session row, if it still names
+    /// that sandbox, records the harness session (`agent_thread_id`) and its use.
+    pub session_sandbox_id: Option<String>,
+    /// With the queue in this database ([`QueueRelease`]): the execution's message goes
+    /// and the thread's next turn is woken, in the same statement.
+    pub queue: Option<QueueRelease>,
 }
 
-/// Finishes an execution `holder` holds, in one statement: the terminal status, its
-/// `execution_state` and `execution_summary` events, the outbox row made `pending` and its
-/// `final_delivery_ready` event. `false`: nothing was written (the lease was lost, or the
-/// execution is no longer running).
-pub async fn finish(pool: &PgPool, holder: &Lease, finish: &Finish) -> Result<bool, StoreError> {
+/// What ending a turn does to the Postgres queue (`queue_messages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRelease {
+    /// The receipt of the execution's message (the claim's or the adopted one), deleted.
+    pub receipt: Option<String>,
+    /// `NOTIFY` channel of the queue's receivers (`centaur_queue::postgres::CHANNEL`).
+    pub channel: String,
+}
+
+/// What [`finish`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The end was written (`false`: the lease was lost or the execution no longer runs,
+    /// and nothing was written).
+    pub written: bool,
+    /// The thread's next waiting execution was woken on the queue.
+    pub woke_next: bool,
+}
+
+/// Finishes an execution `holder` holds, in one statement: the events still pending, the
+/// terminal status, its `execution_state` and `execution_summary` events, the outbox row
+/// made `pending` and its `final_delivery_ready` event — and, as `finish` asks, the
+/// thread's session row and (Postgres queue) the queue message deleted and the thread's
+/// next waiting execution woken. Nothing is written unless the end is.
+pub async fn finish(
+    pool: &PgPool,
+    holder: &Lease,
+    finish: &Finish,
+) -> Result<Finished, StoreError> {
     let status = finish.reason.status();
     let sources: Vec<&str> = ExecutionStatus::sources_of(status)
         .into_iter()
@@ -391,23 +520,36 @@ pub async fn finish(pool: &PgPool, holder: &Lease, finish: &Finish) -> Result<bo
     if let Some(text) = &finish.error_text {
         state["error_text"] = json!(text);
     }
+    // The pending harness events first, then the end's three events after them.
+    let last = i64::try_from(finish.events.len()).unwrap_or(i64::MAX - 3);
     let trail = events::insert_cte(
         "trail",
         &format!(
-            "SELECT thread_key, execution_id, '{state_kind}' AS event_kind,
-                    $10::jsonb AS event_json, 1 AS ord FROM done
+            "SELECT done.thread_key, done.execution_id, '{harness_kind}' AS event_kind,
+                    e AS event_json, n AS ord
+             FROM done, UNNEST($13::jsonb[]) WITH ORDINALITY AS t(e, n)
              UNION ALL
-             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, 2 FROM done
+             SELECT thread_key, execution_id, '{state_kind}', $10::jsonb, $17 + 1 FROM done
+             UNION ALL
+             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, $17 + 2 FROM done
              UNION ALL
              SELECT done.thread_key, done.execution_id, '{ready_kind}',
-                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), 3
+                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), $17 + 3
              FROM done, outbox",
+            harness_kind = kinds::HARNESS_EVENT,
             state_kind = kinds::EXECUTION_STATE,
             summary_kind = kinds::EXECUTION_SUMMARY,
             ready_kind = kinds::FINAL_DELIVERY_READY,
         ),
     );
-    let done: i64 = sqlx::query_scalar(&format!(
+    let reports = reports_cte("$13", "done");
+    let receipt = finish
+        .queue
+        .as_ref()
+        .and_then(|queue| queue.receipt.as_deref())
+        .and_then(|receipt| uuid::Uuid::parse_str(receipt).ok());
+    let channel = finish.queue.as_ref().map(|queue| queue.channel.as_str());
+    let (done, woken): (i64, i64) = sqlx::query_as(&format!(
         "WITH done AS (
              UPDATE executions SET status = $4, terminal_reason = $5, result_text = $6,
                  error_text = $7, agent_thread_id = COALESCE($8, agent_thread_id),
@@ -420,8 +562,29 @@ pub async fn finish(pool: &PgPool, holder: &Lease, finish: &Finish) -> Result<bo
              FROM done
              WHERE o.execution_id = done.execution_id AND o.state = 'awaiting_terminal'
              RETURNING o.delivery),
-         {trail}
-         SELECT count(*) FROM done"
+         {trail},
+         {reports},
+         session AS (
+             UPDATE sandbox_sessions s SET agent_thread_id = COALESCE($8, s.agent_thread_id),
+                 last_used_at = now(), updated_at = now()
+             FROM done
+             WHERE s.thread_key = done.thread_key AND s.sandbox_id = $14
+             RETURNING 1),
+         dequeued AS (
+             DELETE FROM queue_messages q USING done WHERE q.receipt = $15 RETURNING 1),
+         next AS (
+             SELECT e.execution_id, e.thread_key FROM executions e, done
+             WHERE $16::text IS NOT NULL AND e.thread_key = done.thread_key
+               AND e.execution_id <> done.execution_id AND e.status IN ('queued','retry_wait')
+             ORDER BY e.seq LIMIT 1),
+         woken AS (
+             INSERT INTO queue_messages (execution_id, thread_key)
+             SELECT execution_id, thread_key FROM next
+             ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
+             WHERE queue_messages.receipt IS NULL
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM done),
+                (SELECT count(pg_notify($16, '')) FROM woken)"
     ))
     .bind(&holder.execution_id)
     .bind(&holder.worker_id)
@@ -435,9 +598,17 @@ pub async fn finish(pool: &PgPool, holder: &Lease, finish: &Finish) -> Result<bo
     .bind(&state)
     .bind(&finish.summary)
     .bind(&finish.delivery_payload)
+    .bind(&finish.events)
+    .bind(&finish.session_sandbox_id)
+    .bind(receipt)
+    .bind(channel)
+    .bind(last)
     .fetch_one(pool)
     .await?;
-    Ok(done > 0)
+    Ok(Finished {
+        written: done > 0,
+        woke_next: woken > 0,
+    })
 }
 
 /// Hands an execution `holder` holds back to run again, with its `execution_state` event

@@ -1,10 +1,10 @@
 //! `executions` from the API's side: create (with its `queued` event and outbox row, in
 //! one transaction), read, list, cancel.
 
-use crate::assignments::{self, lock_thread, WorkspaceChoice};
+use crate::assignments::{check_attach, lock_thread, prompt_ref, Assignment, WorkspaceChoice};
 use crate::error::TurnError;
 use crate::events::{self, kinds};
-use crate::messages::{self, NewMessage};
+use crate::messages::NewMessage;
 use crate::StoreError;
 use centaur_core::api::{ExecutionView, Usage};
 use centaur_core::{ExecutionId, TerminalReason};
@@ -62,132 +62,260 @@ pub async fn create_in_workspace(
     default_harness: &str,
     workspace: &WorkspaceChoice,
 ) -> Result<(Value, bool), TurnError> {
+    create_and_enqueue(pool, request, default_harness, workspace, None).await
+}
+
+/// What the execute reads under the thread's lock, in one statement: the `execute_id`
+/// replay, the active assignment, the message replay and the recent failures.
+#[derive(sqlx::FromRow)]
+struct ExecuteRead {
+    replay_hash: Option<String>,
+    replay_execution_id: Option<String>,
+    replay_generation: Option<i64>,
+    replay_status: Option<String>,
+    assignment_generation: Option<i64>,
+    harness: Option<String>,
+    prompt_ref: Option<String>,
+    repo: Option<String>,
+    same_override: Option<bool>,
+    message_replay_hash: Option<String>,
+    recent_failures: i64,
+}
+
+impl ExecuteRead {
+    fn active(&self, thread_key: &str) -> Option<Assignment> {
+        Some(Assignment {
+            thread_key: thread_key.to_owned(),
+            assignment_generation: self.assignment_generation?,
+            harness: self.harness.clone()?,
+            prompt_ref: self.prompt_ref.clone()?,
+            repo: self.repo.clone(),
+        })
+    }
+}
+
+/// [`create_in_workspace`], and with `queue_channel` (the Postgres queue's NOTIFY
+/// channel) the execution's `queue_messages` row and its notification in the same
+/// transaction: the turn is durable and enqueued with one commit.
+///
+/// Four statements in one transaction: the thread's lock; one read (idempotency replay,
+/// active assignment, recent failures); one write (the assignment if the one-call path
+/// creates it, the message and its event, the execution, the binding of the thread's
+/// pending messages, the `queued` event, the outbox row, the queue row);
+/// the commit.
+pub async fn create_and_enqueue(
+    pool: &PgPool,
+    request: &NewExecution,
+    default_harness: &str,
+    workspace: &WorkspaceChoice,
+    queue_channel: Option<&str>,
+) -> Result<(Value, bool), TurnError> {
     let thread_key = request.thread_key.as_str();
+    let message = request.first_message.as_ref();
+    let message_key = message.and_then(|m| m.message_id.as_deref());
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
-    if let Some(key) = &request.execute_id {
-        let stored: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT request_hash, execution_id, assignment_generation FROM executions
-             WHERE thread_key = $1 AND execute_id = $2",
-        )
-        .bind(thread_key)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((hash, execution_id, generation)) = stored {
-            if hash != request.request_hash {
-                return Err(TurnError::IdempotencyMismatch {
-                    key_name: "execute_id",
-                    key: key.clone(),
-                });
-            }
-            let status: String =
-                sqlx::query_scalar("SELECT status FROM executions WHERE execution_id = $1")
-                    .bind(&execution_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let response = json!({
-                "ok": true, "execution_id": execution_id, "execute_id": key,
-                "assignment_generation": generation, "status": status, "idempotent": true,
-            });
-            return Ok((response, false));
-        }
-    }
-    let assignment = match (request.assignment_generation, &request.first_message) {
-        (Some(generation), _) => {
-            assignments::require_generation(&mut tx, thread_key, generation).await?
-        }
-        (None, Some(_)) => {
-            assignments::attach_or_create(
-                &mut tx,
-                thread_key,
-                request.harness.as_deref(),
-                default_harness,
-                workspace,
-            )
-            .await?
-        }
-        (None, None) => assignments::active(&mut tx, thread_key)
-            .await?
-            .ok_or_else(|| TurnError::NoActiveAssignment(thread_key.to_owned()))?,
-    };
-    let recent_failures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM executions WHERE thread_key = $1 AND status = 'failed_permanent'
-           AND completed_at > now() - make_interval(secs => $2)",
+    let read: ExecuteRead = sqlx::query_as(
+        "SELECT r.request_hash AS replay_hash, r.execution_id AS replay_execution_id,
+                r.assignment_generation AS replay_generation, r.status AS replay_status,
+                a.assignment_generation, a.harness, a.prompt_ref, a.repo,
+                CASE WHEN $3::text IS NULL THEN NULL
+                     ELSE a.agents_md_override IS NOT DISTINCT FROM $3 END AS same_override,
+                mr.request_hash AS message_replay_hash,
+                (SELECT count(*) FROM executions f
+                 WHERE f.thread_key = $1 AND f.status = 'failed_permanent'
+                   AND f.completed_at > now() - make_interval(secs => $5)) AS recent_failures
+         FROM (SELECT 1) AS one
+         LEFT JOIN executions r ON r.thread_key = $1 AND r.execute_id = $2
+         LEFT JOIN runtime_assignments a ON a.thread_key = $1 AND a.state = 'active'
+         LEFT JOIN message_requests mr ON mr.thread_key = $1 AND mr.message_id = $4",
     )
     .bind(thread_key)
+    .bind(&request.execute_id)
+    .bind(&workspace.agents_md_override)
+    .bind(message_key)
     .bind(FAILURE_LOOP_WINDOW_SECS)
     .fetch_one(&mut *tx)
     .await?;
-    if recent_failures >= FAILURE_LOOP_LIMIT {
+    if let (Some(key), Some(hash), Some(execution_id), Some(generation), Some(status)) = (
+        &request.execute_id,
+        &read.replay_hash,
+        &read.replay_execution_id,
+        read.replay_generation,
+        &read.replay_status,
+    ) {
+        if *hash != request.request_hash {
+            return Err(TurnError::IdempotencyMismatch {
+                key_name: "execute_id",
+                key: key.clone(),
+            });
+        }
+        let response = json!({
+            "ok": true, "execution_id": execution_id, "execute_id": key,
+            "assignment_generation": generation, "status": status, "idempotent": true,
+        });
+        return Ok((response, false));
+    }
+    // The assignment: the caller's generation, the active one, or (one-call path) a new one.
+    let active = read.active(thread_key);
+    let (assignment, new_assignment): (Assignment, bool) =
+        match (request.assignment_generation, message, active) {
+            (Some(_), _, None) | (None, None, None) => {
+                return Err(TurnError::NoActiveAssignment(thread_key.to_owned()));
+            }
+            (Some(given), _, Some(active)) if active.assignment_generation != given => {
+                return Err(TurnError::GenerationStale {
+                    given,
+                    active: active.assignment_generation,
+                });
+            }
+            (Some(_), _, Some(active)) | (None, None, Some(active)) => (active, false),
+            (None, Some(_), Some(active)) => {
+                check_attach(
+                    &active,
+                    request.harness.as_deref(),
+                    workspace,
+                    read.same_override,
+                )?;
+                (active, false)
+            }
+            (None, Some(_), None) => {
+                let harness = request.harness.as_deref().unwrap_or(default_harness);
+                let repo = workspace
+                    .requested_repo
+                    .as_ref()
+                    .or(workspace.default_repo.as_ref());
+                let new = Assignment {
+                    thread_key: thread_key.to_owned(),
+                    assignment_generation: 0,
+                    harness: harness.to_owned(),
+                    prompt_ref: prompt_ref(harness),
+                    repo: repo.cloned(),
+                };
+                (new, true)
+            }
+        };
+    if read.recent_failures >= FAILURE_LOOP_LIMIT {
         return Err(TurnError::FailureLoop(thread_key.to_owned()));
     }
-    if let Some(message) = &request.first_message {
-        messages::insert(
-            &mut tx,
-            thread_key,
-            assignment.assignment_generation,
-            message,
-        )
-        .await?;
-    }
+    // A message whose key was used before is not stored again (same payload) or refused.
+    let message = match (message, &read.message_replay_hash) {
+        (Some(message), Some(hash)) => {
+            if *hash != message.request_hash {
+                return Err(TurnError::IdempotencyMismatch {
+                    key_name: "message_id",
+                    key: message_key.unwrap_or_default().to_owned(),
+                });
+            }
+            None
+        }
+        (message, _) => message,
+    };
     let execution_id = ExecutionId::generate();
     let execute_id = request
         .execute_id
         .clone()
         .unwrap_or_else(|| execution_id.to_string());
-    sqlx::query(
-        "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness, execute_id,
-                                 request_hash, status, delivery, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)",
-    )
-    .bind(execution_id.as_str())
+    let message_id = message.map(|message| {
+        message
+            .message_id
+            .clone()
+            .unwrap_or_else(|| centaur_core::ids::random_id("msg_", 8))
+    });
+    // Messages bind to an execution when it is created: this turn carries exactly the
+    // thread's messages posted since the previous execute (the new one included).
+    let trail = events::insert_cte(
+        "trail",
+        &format!(
+            "SELECT $1::text AS thread_key, NULL::text AS execution_id, '{message_kind}' AS event_kind,
+                    jsonb_build_object('message_id', id, 'role', role, 'parts', parts,
+                                       'user_id', user_id) AS event_json, 1 AS ord
+             FROM message
+             UNION ALL
+             SELECT $1, $2, '{state_kind}', jsonb_build_object('status', 'queued'), 2
+             FROM pending WHERE n > 0",
+            message_kind = kinds::MESSAGE,
+            state_kind = kinds::EXECUTION_STATE,
+        ),
+    );
+    let (pending, generation): (i64, i64) = sqlx::query_as(&format!(
+        "WITH created AS (
+             INSERT INTO runtime_assignments (thread_key, assignment_generation, harness, prompt_ref,
+                                              state, repo, agents_md_override)
+             SELECT $1, COALESCE(max(assignment_generation), 0) + 1, $8, $9, 'active', $10, $11
+             FROM runtime_assignments WHERE thread_key = $1 HAVING $12::boolean
+             RETURNING assignment_generation),
+         generation AS (
+             SELECT COALESCE((SELECT assignment_generation FROM created), $7) AS n),
+         message AS (
+             INSERT INTO messages (id, thread_key, assignment_generation, role, parts, user_id,
+                                   metadata, delivered_execution_id)
+             SELECT $13, $1, g.n, $14, $15, $16, $17, $2 FROM generation g
+             WHERE $13::text IS NOT NULL
+             RETURNING id, role, parts, user_id),
+         execution AS (
+             INSERT INTO executions (execution_id, thread_key, assignment_generation, harness,
+                                     execute_id, request_hash, status, delivery, metadata)
+             SELECT $2, $1, g.n, $8, $3, $4, 'queued', $5, $6 FROM generation g
+             RETURNING execution_id),
+         bound AS (
+             UPDATE messages SET delivered_execution_id = $2
+             WHERE thread_key = $1 AND delivered_execution_id IS NULL
+             RETURNING id),
+         pending AS (
+             SELECT (SELECT count(*) FROM bound) + (SELECT count(*) FROM message) AS n),
+         {trail},
+         remembered AS (
+             INSERT INTO message_requests (thread_key, message_id, request_hash, response_json)
+             SELECT $1, $13, $18, jsonb_build_object('ok', true, 'message_id', $13,
+                                                     'stored_event_id', min(trail.event_id))
+             FROM trail HAVING $18::text IS NOT NULL AND count(*) > 0
+             RETURNING 1),
+         outbox AS (
+             INSERT INTO delivery_outbox (execution_id, thread_key, delivery, state)
+             SELECT $2, $1, $5, 'awaiting_terminal' FROM pending WHERE $19 AND n > 0
+             RETURNING 1),
+         queued AS (
+             INSERT INTO queue_messages (execution_id, thread_key)
+             SELECT $2, $1 FROM pending WHERE $20::text IS NOT NULL AND n > 0
+             ON CONFLICT (execution_id) DO NOTHING
+             RETURNING 1)
+         SELECT (SELECT n FROM pending), (SELECT n FROM generation)
+         FROM (SELECT count(pg_notify($20, '')) FROM queued) AS notified"
+    ))
     .bind(thread_key)
-    .bind(assignment.assignment_generation)
-    .bind(&assignment.harness)
+    .bind(execution_id.as_str())
     .bind(&execute_id)
     .bind(&request.request_hash)
     .bind(&request.delivery)
     .bind(&request.metadata)
-    .execute(&mut *tx)
-    .await?;
-    // Messages bind to an execution when it is created: this turn carries exactly the
-    // thread's messages posted since the previous execute.
-    let bound = sqlx::query(
-        "UPDATE messages SET delivered_execution_id = $2
-         WHERE thread_key = $1 AND delivered_execution_id IS NULL",
+    .bind(assignment.assignment_generation)
+    .bind(&assignment.harness)
+    .bind(&assignment.prompt_ref)
+    .bind(&assignment.repo)
+    .bind(&workspace.agents_md_override)
+    .bind(new_assignment)
+    .bind(&message_id)
+    .bind(message.map(|m| m.role.as_str()))
+    .bind(message.map(|m| &m.parts))
+    .bind(message.and_then(|m| m.user_id.as_deref()))
+    .bind(message.map(|m| &m.metadata))
+    .bind(
+        message
+            .filter(|m| m.message_id.is_some())
+            .map(|m| m.request_hash.as_str()),
     )
-    .bind(thread_key)
-    .bind(execution_id.as_str())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if bound == 0 {
+    .bind(request.delivery["platform"] != "dev")
+    .bind(queue_channel)
+    .fetch_one(&mut *tx)
+    .await?;
+    if pending == 0 {
         return Err(TurnError::NoPendingMessages(thread_key.to_owned()));
-    }
-    events::append(
-        &mut *tx,
-        thread_key,
-        Some(execution_id.as_str()),
-        kinds::EXECUTION_STATE,
-        &json!({"status": "queued"}),
-    )
-    .await?;
-    if request.delivery["platform"] != "dev" {
-        sqlx::query(
-            "INSERT INTO delivery_outbox (execution_id, thread_key, delivery, state)
-             VALUES ($1, $2, $3, 'awaiting_terminal')",
-        )
-        .bind(execution_id.as_str())
-        .bind(thread_key)
-        .bind(&request.delivery)
-        .execute(&mut *tx)
-        .await?;
     }
     tx.commit().await?;
     let response = json!({
         "ok": true, "execution_id": execution_id.as_str(), "execute_id": execute_id,
-        "assignment_generation": assignment.assignment_generation, "status": "queued",
+        "assignment_generation": generation, "status": "queued",
     });
     Ok((response, true))
 }

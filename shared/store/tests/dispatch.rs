@@ -121,6 +121,9 @@ fn completed(text: &str) -> Finish {
         agent_thread_id: Some("session-1".into()),
         summary: json!({"status": "completed"}),
         delivery_payload: json!({"text": text}),
+        events: Vec::new(),
+        session_sandbox_id: None,
+        queue: None,
     }
 }
 
@@ -179,9 +182,12 @@ async fn a_claim_waits_while_an_older_execution_of_the_thread_is_unfinished(pool
         claim_as(&pool, SECOND, "w2").await,
         ClaimOutcome::WaitingForThread
     ));
-    assert!(dispatch::finish(&pool, &first.lease(), &completed("one"))
-        .await
-        .unwrap());
+    assert!(
+        dispatch::finish(&pool, &first.lease(), &completed("one"))
+            .await
+            .unwrap()
+            .written
+    );
     let second = claimed(&pool, SECOND, "w2").await;
     assert_eq!(second.attempt, 1);
     assert!(matches!(
@@ -337,13 +343,17 @@ async fn a_finish_writes_status_events_and_outbox_at_once_and_only_once(pool: Pg
     seed(&pool, FIRST, true).await;
     let lease = claimed(&pool, FIRST, "w1").await.lease();
 
-    assert!(dispatch::finish(&pool, &lease, &completed("PONG"))
-        .await
-        .unwrap());
+    assert!(
+        dispatch::finish(&pool, &lease, &completed("PONG"))
+            .await
+            .unwrap()
+            .written
+    );
     assert!(
         !dispatch::finish(&pool, &lease, &completed("again"))
             .await
-            .unwrap(),
+            .unwrap()
+            .written,
         "a finished execution is not finished twice"
     );
 
@@ -406,9 +416,17 @@ async fn a_failure_records_its_error_text_and_no_delivery_event_without_an_outbo
         agent_thread_id: None,
         summary: json!({}),
         delivery_payload: json!({}),
+        events: Vec::new(),
+        session_sandbox_id: None,
+        queue: None,
     };
 
-    assert!(dispatch::finish(&pool, &lease, &failure).await.unwrap());
+    assert!(
+        dispatch::finish(&pool, &lease, &failure)
+            .await
+            .unwrap()
+            .written
+    );
 
     assert_eq!(row(&pool, FIRST).await.0, "failed_permanent");
     let kinds: Vec<_> = trail(&pool, FIRST)
@@ -522,6 +540,18 @@ async fn every_write_of(pool: &PgPool, stale: &Lease) -> Vec<(&'static str, bool
                 .unwrap(),
         ),
         (
+            "start_turn",
+            dispatch::start_turn(
+                pool,
+                stale,
+                "sbx-stale",
+                &json!({"sandbox_id": "sbx-stale"}),
+            )
+            .await
+            .unwrap()
+            .is_some(),
+        ),
+        (
             "append_harness_events",
             dispatch::append_harness_events(pool, stale, MINUTE, &batch)
                 .await
@@ -538,7 +568,8 @@ async fn every_write_of(pool: &PgPool, stale: &Lease) -> Vec<(&'static str, bool
             "finish",
             dispatch::finish(pool, stale, &completed("stale"))
                 .await
-                .unwrap(),
+                .unwrap()
+                .written,
         ),
         (
             "hand_back",
@@ -604,22 +635,226 @@ async fn the_same_worker_reclaiming_its_expired_lease_fences_off_its_older_attem
         "the older attempt changed something: {writes:?}"
     );
     assert_eq!(trail(&pool, FIRST).await, events_before);
-    assert!(dispatch::finish(&pool, &newer, &completed("PONG"))
-        .await
-        .unwrap());
+    assert!(
+        dispatch::finish(&pool, &newer, &completed("PONG"))
+            .await
+            .unwrap()
+            .written
+    );
 }
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
 async fn a_finished_execution_takes_no_more_writes_from_its_holder(pool: PgPool) {
     seed(&pool, FIRST, false).await;
     let lease = claimed(&pool, FIRST, "w1").await.lease();
-    assert!(dispatch::finish(&pool, &lease, &completed("PONG"))
-        .await
-        .unwrap());
+    assert!(
+        dispatch::finish(&pool, &lease, &completed("PONG"))
+            .await
+            .unwrap()
+            .written
+    );
     let events_before = trail(&pool, FIRST).await;
 
     let writes = every_write_of(&pool, &lease).await;
 
     assert!(writes.iter().all(|(_, changed)| !changed), "{writes:?}");
     assert_eq!(trail(&pool, FIRST).await, events_before);
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn many_claims_of_one_thread_at_once_let_exactly_its_oldest_execution_run(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    let claims = (0..8).map(|n| {
+        let pool = pool.clone();
+        let execution = if n % 2 == 0 { FIRST } else { SECOND };
+        tokio::spawn(async move { claim_as(&pool, execution, &format!("w{n}")).await })
+    });
+    let outcomes: Vec<ClaimOutcome> = futures_join(claims).await;
+    let won: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            ClaimOutcome::Claimed(execution) => Some(execution.execution_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(won, [FIRST], "{outcomes:?}");
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM executions WHERE status = 'running'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(running, 1);
+}
+
+async fn futures_join(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<ClaimOutcome>>,
+) -> Vec<ClaimOutcome> {
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    outcomes
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_claim_reads_the_threads_live_session_and_previous_sandbox(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    let first = claimed(&pool, FIRST, "w1").await;
+    assert_eq!(
+        (
+            first.session_sandbox_id.as_deref(),
+            first.previous_sandbox_id.as_deref()
+        ),
+        (None, None),
+        "the thread's first turn"
+    );
+    sqlx::query(
+        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state)
+         VALUES ($1, 'sbx-a', 'echo', 'live')",
+    )
+    .bind(THREAD)
+    .execute(&pool)
+    .await
+    .unwrap();
+    dispatch::start_turn(&pool, &first.lease(), "sbx-a", &json!({}))
+        .await
+        .unwrap()
+        .expect("held");
+    let mut end = completed("one");
+    end.agent_thread_id = Some("session-7".into());
+    end.session_sandbox_id = Some("sbx-a".into());
+    assert!(
+        dispatch::finish(&pool, &first.lease(), &end)
+            .await
+            .unwrap()
+            .written
+    );
+
+    let second = claimed(&pool, SECOND, "w1").await;
+    assert_eq!(second.session_sandbox_id.as_deref(), Some("sbx-a"));
+    assert_eq!(second.session_harness.as_deref(), Some("echo"));
+    assert_eq!(
+        second.session_agent_thread_id.as_deref(),
+        Some("session-7"),
+        "the finish recorded the harness session with the end"
+    );
+    assert_eq!(second.previous_sandbox_id.as_deref(), Some("sbx-a"));
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn the_start_of_a_turn_records_its_sandbox_and_event_and_reads_its_messages(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+
+    let messages = dispatch::start_turn(&pool, &lease, "sbx-a", &json!({"sandbox_id": "sbx-a"}))
+        .await
+        .unwrap()
+        .expect("held");
+
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, format!("msg_{FIRST}"));
+    assert_eq!(messages[0].parts[0]["text"], format!("hello from {FIRST}"));
+    let (sandbox, sent): (Option<String>, bool) = sqlx::query_as(
+        "SELECT sandbox_id, turn_sent_at IS NOT NULL FROM executions WHERE execution_id = $1",
+    )
+    .bind(FIRST)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sandbox.as_deref(), sent), (Some("sbx-a"), true));
+    let events = trail(&pool, FIRST).await;
+    assert_eq!(
+        events[1],
+        (
+            "execution_started".to_owned(),
+            json!({"sandbox_id": "sbx-a"})
+        )
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_finish_stores_the_last_events_first_and_releases_the_queue_in_the_same_statement(
+    pool: PgPool,
+) {
+    seed(&pool, FIRST, true).await;
+    seed(&pool, SECOND, false).await;
+    let receipt = "6f1f3b1e-8d8e-4c9e-9a53-3a3c2b1d0e0f";
+    sqlx::query(
+        "INSERT INTO queue_messages (execution_id, thread_key, receipt, visible_at)
+         VALUES ($1, $3, $2::uuid, now() + interval '1 minute'),
+                ($4, $3, NULL, now() + interval '1 minute')",
+    )
+    .bind(FIRST)
+    .bind(receipt)
+    .bind(THREAD)
+    .bind(SECOND)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state)
+         VALUES ($1, 'sbx-a', 'echo', 'live')",
+    )
+    .bind(THREAD)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    let mut end = completed("PONG");
+    end.events = vec![
+        json!({"type": "turn.started", "seq": 1, "harness": "echo", "cli_present": true}),
+        json!({"type": "turn.done", "seq": 2}),
+    ];
+    end.session_sandbox_id = Some("sbx-a".into());
+    end.queue = Some(dispatch::QueueRelease {
+        receipt: Some(receipt.into()),
+        channel: "centaur_queue".into(),
+    });
+
+    let finished = dispatch::finish(&pool, &lease, &end).await.unwrap();
+
+    assert!(finished.written && finished.woke_next, "{finished:?}");
+    let kinds: Vec<String> = trail(&pool, FIRST)
+        .await
+        .into_iter()
+        .map(|(kind, json)| match json["seq"].as_i64() {
+            Some(seq) => format!("{kind}:{seq}"),
+            None => kind,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "execution_state",
+            "harness_event:1",
+            "harness_event:2",
+            "execution_state",
+            "execution_summary",
+            "final_delivery_ready"
+        ]
+    );
+    let queue: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT execution_id, visible_at <= now() FROM queue_messages ORDER BY execution_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        queue,
+        [(SECOND.to_owned(), true)],
+        "the message went, the thread's next turn is visible now"
+    );
+    let (agent, report): (Option<String>, Option<bool>) = sqlx::query_as(
+        "SELECT s.agent_thread_id,
+                (SELECT cli_present FROM harness_cli_reports WHERE harness = 'echo')
+         FROM sandbox_sessions s WHERE s.thread_key = $1",
+    )
+    .bind(THREAD)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((agent.as_deref(), report), (Some("session-1"), Some(true)));
 }
