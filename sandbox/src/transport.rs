@@ -20,9 +20,24 @@ pub async fn serve_stdio(session: Arc<Session>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What [`serve_socket`] writes on stdout once the socket listens: the local backend waits
+/// for this line (`centaur_sandbox::local::READY_LINE`) instead of retrying the socket.
+pub const READY_LINE: &str = "ready";
+
+/// Says on stdout that the socket listens (stdout carries nothing else in socket mode).
+fn signal_ready() {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{READY_LINE}").and_then(|()| stdout.flush());
+    if let Err(err) = written {
+        tracing::debug!(%err, "nobody reads the ready line");
+    }
+}
+
 /// Serves a Unix socket at `path`: one connection at a time, a new one replaces the old.
 /// A connection whose first line is `resume` is re-attached with replay. Exits after
-/// `idle_exit` with no connection and no running turn.
+/// `idle_exit` with no connection and no running turn. Writes [`READY_LINE`] on stdout as
+/// soon as the socket listens.
 pub async fn serve_socket(
     session: Arc<Session>,
     path: &Path,
@@ -30,6 +45,7 @@ pub async fn serve_socket(
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    signal_ready();
     let live_connections = Arc::new(AtomicUsize::new(0));
     let mut current: Option<JoinHandle<()>> = None;
     loop {

@@ -26,8 +26,11 @@ use async_trait::async_trait;
 use centaur_config::{ConfigError, LocalSandboxConfig, SandboxConfig};
 use centaur_core::SandboxId;
 use futures::StreamExt;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,6 +38,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
+use tokio::sync::watch;
 
 const PID_FILE: &str = "pid";
 const SPEC_FILE: &str = "spec.json";
@@ -50,6 +54,9 @@ const SOCKET_FILE: &str = "sandbox.sock";
 const INHERITED_VARS: [&str; 2] = ["PATH", "RUST_LOG"];
 /// How long `attach` waits for a just-started sandbox to open its socket.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// What the sandbox program writes on its stdout once its socket listens
+/// (`sandbox --listen`): the backend waits for this line instead of retrying the socket.
+pub const READY_LINE: &str = "ready";
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -163,6 +170,19 @@ pub struct LocalBackend {
     /// `setsid`: starts each sandbox in a session of its own, without the dispatcher's
     /// controlling terminal (no keystroke injection into an operator's shell).
     setsid: Option<PathBuf>,
+    /// Sandboxes this process started whose readiness `attach` can wait for: their ready
+    /// line (or the end of their stdout) is sent on the channel.
+    starting: std::sync::Mutex<HashMap<String, watch::Receiver<Readiness>>>,
+}
+
+/// Where a sandbox this process started is on its way up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    Starting,
+    /// It wrote [`READY_LINE`]: its socket listens.
+    Ready,
+    /// Its stdout closed before the ready line: it exited (or never got going).
+    Ended,
 }
 
 impl LocalBackend {
@@ -221,6 +241,7 @@ impl LocalBackend {
             isolation,
             egress: None,
             setsid,
+            starting: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -363,27 +384,73 @@ impl LocalBackend {
         command
     }
 
+    /// Reads the sandbox's stdout until its ready line (or its end) and publishes it for
+    /// `attach`; anything after the line is read and dropped.
+    fn watch_readiness(&self, id: &SandboxId, stdout: tokio::process::ChildStdout) {
+        let (sender, receiver) = watch::channel(Readiness::Starting);
+        if let Ok(mut starting) = self.starting.lock() {
+            starting.insert(id.as_str().to_owned(), receiver);
+        }
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let readiness = loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) if line.trim() == READY_LINE => break Readiness::Ready,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break Readiness::Ended,
+                }
+            };
+            let _ = sender.send(readiness);
+            // Keep the pipe open and drained while this process lives: a stray write on
+            // the sandbox's stdout never fails or blocks it.
+            while let Ok(Some(_)) = lines.next_line().await {}
+        });
+    }
+
+    /// Waits until the sandbox `id` this process started is ready (`Some(true)`), ended
+    /// before it was (`Some(false)`), or `None`: not started by this process.
+    async fn wait_ready(&self, id: &SandboxId) -> Option<bool> {
+        let receiver = self
+            .starting
+            .lock()
+            .ok()
+            .and_then(|starting| starting.get(id.as_str()).cloned());
+        let mut receiver = receiver?;
+        let waited = tokio::time::timeout(
+            SOCKET_WAIT,
+            receiver.wait_for(|readiness| *readiness != Readiness::Starting),
+        )
+        .await;
+        let ready = matches!(waited, Ok(Ok(readiness)) if *readiness == Readiness::Ready);
+        self.forget_start(id);
+        Some(ready)
+    }
+
+    fn forget_start(&self, id: &SandboxId) {
+        if let Ok(mut starting) = self.starting.lock() {
+            starting.remove(id.as_str());
+        }
+    }
+
     fn spawn_process(&self, spec: &SandboxSpec, dir: &Path) -> Result<u32, SandboxError> {
         let start_failed = |reason: String| SandboxError::StartFailed {
             id: spec.id.to_string(),
             reason,
         };
         self.prepare_dir(spec, dir).map_err(start_failed)?;
-        // The sandbox writes its log through the inherited descriptor; nobody else reads it.
+        // The sandbox writes its log (stderr) through the inherited descriptor; nobody else
+        // reads it. Its stdout carries the ready line only (see `watch_readiness`).
         let log = std::fs::File::create(dir.join(LOG_FILE))
             .map_err(|err| start_failed(err.to_string()))?;
         set_mode(&dir.join(LOG_FILE), 0o600).map_err(start_failed)?;
-        let log_err = log
-            .try_clone()
-            .map_err(|err| start_failed(err.to_string()))?;
         let mut command = self.launch_command(spec, dir);
         command
             .env_clear()
             .envs(self.env_for(spec, dir))
             .current_dir(dir.join(HOME_DIR))
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .stdout(Stdio::piped())
+            .stderr(log);
         let mut child = command
             .spawn()
             .map_err(|err| start_failed(format!("cannot run {}: {err}", self.command.display())))?;
@@ -392,6 +459,9 @@ impl LocalBackend {
             .ok_or_else(|| start_failed("the sandbox process exited at once".into()))?;
         std::fs::write(dir.join(PID_FILE), pid.to_string())
             .map_err(|err| start_failed(err.to_string()))?;
+        if let Some(stdout) = child.stdout.take() {
+            self.watch_readiness(&spec.id, stdout);
+        }
         // Reap the child when it exits (no zombie while we live) and record its exit code
         // for the operator; a sandbox outliving this process is reaped by init instead.
         let exit_code_path = dir.join(EXIT_CODE_FILE);
@@ -569,6 +639,58 @@ async fn send_signal(pid: u32, signal: &str) {
         .await;
 }
 
+/// Connects to `socket` once it appears in `dir`, giving up after `wait`: inotify wakes
+/// the wait when the sandbox binds it (no polling interval). On a blocking thread.
+async fn socket_appears(dir: &Path, socket: &Path, wait: Duration) -> Result<UnixStream, String> {
+    let (dir, socket) = (dir.to_path_buf(), socket.to_path_buf());
+    let stream = tokio::task::spawn_blocking(move || wait_for_socket(&dir, &socket, wait))
+        .await
+        .map_err(|err| format!("waiting for the socket: {err}"))??;
+    stream
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(stream))
+        .map_err(|err| err.to_string())
+}
+
+fn wait_for_socket(
+    dir: &Path,
+    socket: &Path,
+    wait: Duration,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(|err| format!("inotify: {err}"))?;
+    inotify
+        .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .map_err(|err| format!("cannot watch {}: {err}", dir.display()))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        // Tried after the watch is in place: a socket bound before it is not missed.
+        let refused = match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            // Bound but not listening yet: the next moment will do.
+            Err(err) => err.kind() == std::io::ErrorKind::ConnectionRefused,
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "{} did not appear within {wait:?}",
+                socket.display()
+            ));
+        }
+        let timeout = if refused {
+            PollTimeout::from(1_u8)
+        } else {
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+        };
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let woken = poll(&mut fds, timeout).map_err(|err| format!("inotify: {err}"))?;
+        if woken > 0 {
+            inotify
+                .read_events()
+                .map_err(|err| format!("inotify: {err}"))?;
+        }
+    }
+}
+
 struct SocketSink(OwnedWriteHalf);
 
 #[async_trait]
@@ -603,25 +725,40 @@ impl SandboxBackend for LocalBackend {
     }
 
     async fn attach(&self, id: &SandboxId) -> Result<Attachment, SandboxError> {
-        let socket = self.dir(id).join(RUN_DIR).join(SOCKET_FILE);
-        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
-        let stream = loop {
-            match UnixStream::connect(&socket).await {
-                Ok(stream) => break stream,
+        let run_dir = self.dir(id).join(RUN_DIR);
+        let socket = run_dir.join(SOCKET_FILE);
+        let gone = |detail: String| SandboxError::Gone {
+            id: id.to_string(),
+            detail,
+        };
+        let stream = match self.wait_ready(id).await {
+            // Started here: its ready line says the socket listens.
+            Some(true) => UnixStream::connect(&socket)
+                .await
+                .map_err(|err| gone(format!("cannot connect to {}: {err}", socket.display())))?,
+            Some(false) => {
+                return Err(gone(format!(
+                    "the sandbox ended before its socket listened ({:?})",
+                    self.local_status(id)
+                )))
+            }
+            // Started by another process (a dispatcher before a restart): its socket
+            // normally listens already; else it appears in the run dir.
+            None => match UnixStream::connect(&socket).await {
+                Ok(stream) => stream,
                 Err(err) => {
                     let status = self.local_status(id);
-                    if !status.is_alive() || tokio::time::Instant::now() > deadline {
-                        return Err(SandboxError::Gone {
-                            id: id.to_string(),
-                            detail: format!(
-                                "cannot connect to {}: {err} ({status:?})",
-                                socket.display()
-                            ),
-                        });
+                    if !status.is_alive() {
+                        return Err(gone(format!(
+                            "cannot connect to {}: {err} ({status:?})",
+                            socket.display()
+                        )));
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    socket_appears(&run_dir, &socket, SOCKET_WAIT)
+                        .await
+                        .map_err(gone)?
                 }
-            }
+            },
         };
         let (read_half, write_half) = stream.into_split();
         let lines = tokio_stream::wrappers::LinesStream::new(BufReader::new(read_half).lines())
@@ -637,6 +774,7 @@ impl SandboxBackend for LocalBackend {
     }
 
     async fn stop(&self, id: &SandboxId) -> Result<(), SandboxError> {
+        self.forget_start(id);
         let dir = self.dir(id);
         if let Some(pid) = Self::read_pid(&dir) {
             if process_is_alive(pid) {
