@@ -2,10 +2,18 @@
 //! plain HTTP server on `$PORT`.
 
 use crate::app::app;
+use crate::error::ApiError;
 use crate::state::AppState;
 use anyhow::Context;
-use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use centaur_config::Env;
+use centaur_core::api::codes;
+use centaur_store::StoreError;
+use serde_json::json;
 use std::net::SocketAddr;
 
 /// Serves `router` (already wrapped by [`app`]) until SIGTERM/ctrl-c.
@@ -65,7 +73,9 @@ macro_rules! function_main {
 }
 
 /// The whole `main` of a function: tracing, config, state, serve. A configuration error
-/// names the variable and exits non-zero.
+/// names the variable and exits non-zero. Nothing touches the database before the server
+/// answers: the schema check and the service-key bootstrap ([`AppState::prepare`]) start
+/// beside it, and every request but liveness waits for them ([`prepared`]).
 pub async fn run_function(
     name: &str,
     default_port: u16,
@@ -76,7 +86,50 @@ pub async fn run_function(
     let state = AppState::from_env(&Env::from_process())
         .await
         .with_context(|| format!("{name} could not start"))?;
-    serve(app(router(state)), default_port).await
+    let preparing = state.clone();
+    tokio::spawn(async move {
+        match preparing.prepare().await {
+            Ok(()) => {}
+            Err(err @ StoreError::SchemaBehind { .. }) => {
+                tracing::error!(%err, "requests that need the database are refused until the schema is migrated");
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the database is not reachable yet; the first request that needs it tries again");
+            }
+        }
+    });
+    serve(
+        with_preparation(app(router(state.clone())), state),
+        default_port,
+    )
+    .await
+}
+
+/// `router` with every request but liveness waiting for [`AppState::prepare`] (see
+/// [`prepared`]).
+pub fn with_preparation(router: Router, state: AppState) -> Router {
+    router.layer(middleware::from_fn_with_state(state, prepared))
+}
+
+/// Paths answered without the database, before [`AppState::prepare`] is done: liveness.
+const LIVENESS: [&str; 2] = ["/health/live", "/health"];
+
+/// Lets a request through once the schema was found current and the service keys
+/// bootstrapped (liveness at once): a database older than this build is refused naming
+/// `api migrate`, an unreachable one is a 503 and the next request tries again.
+async fn prepared(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.is_prepared() || LIVENESS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    match state.prepare().await {
+        Ok(()) => next.run(request).await,
+        Err(err @ StoreError::SchemaBehind { .. }) => {
+            tracing::error!(%err, "refused: the database schema is older than this build");
+            let body = json!({"code": codes::UNAVAILABLE, "message": err.to_string()});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -91,5 +144,130 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centaur_config::ApiConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn config() -> ApiConfig {
+        ApiConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://unused"),
+            (
+                "SANDBOX_SIGNING_KEY",
+                "test-signing-key-0123456789abcdef0123456789",
+            ),
+            ("SLACKBOT_API_KEY", "cnt_test_slackbot_key_0123456789abcdef"),
+        ]))
+        .unwrap_or_else(|err| panic!("config: {err}"))
+    }
+
+    /// A function's router as `run_function` serves it, over real HTTP.
+    async fn served(state: AppState) -> SocketAddr {
+        let router = with_preparation(
+            app(Router::new()
+                .route("/health/live", axum::routing::get(|| async { "ok" }))
+                .route("/needs-db", axum::routing::get(|| async { "db" }))),
+            state,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|err| panic!("bind: {err}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("address: {err}"));
+        tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
+        });
+        address
+    }
+
+    async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|err| panic!("connect: {err}"));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|err| panic!("write: {err}"));
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .unwrap_or_else(|err| panic!("read: {err}"));
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, response)
+    }
+
+    #[tokio::test]
+    async fn liveness_answers_while_the_database_hangs_and_the_rest_waits_for_it() {
+        // A database that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|err| panic!("bind: {err}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("address: {err}"))
+            .port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let pool = centaur_store::connect_lazy(&url, 2).unwrap_or_else(|err| panic!("{err}"));
+        let state = AppState::new(pool, config());
+        let address = served(state.clone()).await;
+
+        let (status, body) = get(address, "/health/live").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !state.is_prepared(),
+            "liveness did not wait for the database"
+        );
+        let (status, body) = get(address, "/needs-db").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("UNAVAILABLE"), "{body}");
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_request_on_an_unmigrated_database_is_refused_naming_the_command(
+        pool: centaur_store::PgPool,
+    ) {
+        let state = AppState::new(pool.clone(), config());
+        let address = served(state.clone()).await;
+
+        let (status, body) = get(address, "/needs-db").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("run `api migrate`"), "{body}");
+        let (status, _) = get(address, "/health/live").await;
+        assert_eq!(status, 200);
+
+        centaur_store::MIGRATOR
+            .run(&pool)
+            .await
+            .unwrap_or_else(|err| panic!("migrate: {err}"));
+        let (status, body) = get(address, "/needs-db").await;
+        assert_eq!((status, body.ends_with("db")), (200, true), "{body}");
+        assert!(state.is_prepared());
+        let keys: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE name = 'service:slackbot'")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            keys, 1,
+            "the service key was bootstrapped before the request ran"
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! State every function shares, built once at cold start.
+//! State every function shares, built once at cold start without touching the database:
+//! the schema check and the service-key bootstrap run once, before the first request that
+//! needs the database ([`AppState::prepare`]).
 
 use centaur_auth::api_key;
 use centaur_config::{ApiConfig, ConfigError, Env};
@@ -26,6 +28,8 @@ pub struct AppState {
     /// Wakes event streams when their thread gets an event (one listener per process).
     pub event_wakeups: EventWakeups,
     pub config: Arc<ApiConfig>,
+    /// Set once the schema was found current and the service keys bootstrapped.
+    prepared: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// Service keys bootstrapped at start-up: (env value, name, scopes).
@@ -45,21 +49,21 @@ fn service_keys(config: &ApiConfig) -> Vec<(&str, &'static str, Vec<String>)> {
 }
 
 impl AppState {
-    /// Parses the config, connects (applying migrations), bootstraps the service keys
-    /// (upsert by hash, un-revoke) and builds the queue.
+    /// Parses the config and builds the pool (not connected yet) and the queue. Nothing
+    /// is read or written: [`AppState::prepare`] checks the schema and bootstraps the
+    /// service keys when the database is first needed.
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         let config = ApiConfig::from_env(env)?;
         let pool =
-            centaur_store::connect(&config.database.url, config.database.max_connections).await?;
+            centaur_store::connect_lazy(&config.database.url, config.database.max_connections)?;
         let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
-        let state = Self {
+        Ok(Self {
             pool,
             queue,
             event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
-        };
-        state.bootstrap_keys().await?;
-        Ok(state)
+            prepared: Arc::default(),
+        })
     }
 
     /// State over an existing pool with the Postgres queue (tests).
@@ -69,7 +73,27 @@ impl AppState {
             pool,
             event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
+            prepared: Arc::default(),
         }
+    }
+
+    /// Once per process: checks that the schema is current (one query; an older one is
+    /// [`StoreError::SchemaBehind`], naming `api migrate`) and bootstraps the service keys
+    /// (writing nothing when nothing changed). Concurrent callers wait for the one check;
+    /// a failed check is tried again by the next caller.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        self.prepared
+            .get_or_try_init(|| async {
+                centaur_store::migrate::check_schema(&self.pool).await?;
+                self.bootstrap_keys().await
+            })
+            .await
+            .map(drop)
+    }
+
+    /// True once [`AppState::prepare`] succeeded.
+    pub fn is_prepared(&self) -> bool {
+        self.prepared.initialized()
     }
 
     /// Upserts `SLACKBOT_API_KEY` and `LOCAL_DEV_API_KEY` as service keys.

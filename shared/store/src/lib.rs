@@ -26,5 +26,5 @@ pub mod wakeups;
 pub mod warm;
 
 pub use error::{StoreError, TurnError};
-pub use migrate::{connect, migrate, pool_options, MIGRATOR};
+pub use migrate::{connect, connect_lazy, migrate, pool_options, MIGRATOR};
 pub use sqlx::PgPool;

@@ -29,6 +29,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
+/// A pool that has not touched the database yet: connections are opened on first use.
+/// What a function's cold start uses (nothing is read or written before a request needs
+/// the database); [`check_schema`] runs before the first query (see
+/// `centaur_http::serve`).
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    Ok(pool_options(max_connections).connect_lazy(url)?)
+}
+
 /// The newest migration this build embeds.
 pub fn needed_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
