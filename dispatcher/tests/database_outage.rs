@@ -238,6 +238,12 @@ async fn a_database_outage_while_choosing_the_sandbox_hands_the_turn_back_and_it
         .fetch_one(&dispatcher_pool)
         .await
         .unwrap();
+    // The connection goes back to the pool in a task of its own (which may test it): it
+    // must be idle there before it is killed, or that test finds it dead and the executor
+    // gets a fresh one.
+    while dispatcher_pool.num_idle() < 1 {
+        tokio::task::yield_now().await;
+    }
     let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
         .bind(backend_pid)
         .fetch_one(&pool)

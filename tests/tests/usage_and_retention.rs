@@ -145,11 +145,18 @@ async fn usage_is_shown_and_counted_and_old_turns_are_pruned() {
     .await
     .unwrap();
     assert_eq!(left, 0, "the trail and the messages went with the turn");
-    let text = dispatcher_metrics(&stack).await.unwrap();
-    for table in ["executions", "execution_events", "messages"] {
-        let label = format!("table=\"{table}\"");
-        let rows = sample(&text, "centaur_rows_pruned_total", &[&label]);
-        assert!(rows.is_some_and(|rows| rows >= 1), "{table}:\n{text}");
-    }
+    // The pass counts its rows once its batch committed: the counter follows the 404.
+    eventually(WAIT, "the pruned rows to be counted per table", || async {
+        let text = dispatcher_metrics(&stack).await?;
+        let counted = ["executions", "execution_events", "messages"]
+            .iter()
+            .all(|table| {
+                let label = format!("table=\"{table}\"");
+                sample(&text, "centaur_rows_pruned_total", &[&label]).is_some_and(|rows| rows >= 1)
+            });
+        Ok(counted.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     stack.stop().await.unwrap();
 }
