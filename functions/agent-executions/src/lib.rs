@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use centaur_auth::Scope;
 use centaur_core::api::{CancelResponse, ErrorBody, ExecutionList, ExecutionView, Route};
-use centaur_core::ExecutionId;
+use centaur_core::{ExecutionId, ExecutionStatus};
 use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
 use centaur_store::executions::{self, CancelOutcome};
 use serde::Deserialize;
@@ -105,9 +105,10 @@ async fn cancel(
     principal.require(Scope::AgentStop)?;
     authorised_thread(&state, &principal, &execution_id).await?;
     let (status, idempotent) = match executions::cancel(&state.pool, &execution_id).await? {
-        CancelOutcome::Cancelled => ("cancelled".to_owned(), false),
-        CancelOutcome::Requested => ("cancel_requested".to_owned(), false),
+        CancelOutcome::Cancelled => (ExecutionStatus::Cancelled, false),
+        CancelOutcome::Requested => (ExecutionStatus::CancelRequested, false),
         CancelOutcome::Unchanged(status) => (status, true),
+        CancelOutcome::NotFound => return Err(not_found(&execution_id)),
     };
     Ok(Json(CancelResponse {
         ok: true,

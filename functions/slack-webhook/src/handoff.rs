@@ -8,6 +8,7 @@
 
 use centaur_core::api::codes;
 use centaur_core::canonical::request_hash;
+use centaur_core::ExecutionStatus;
 use centaur_http::{turn, validate, ApiError, AppState};
 use centaur_slack::IncomingMessage;
 use centaur_store::assignments::{self, WorkspaceChoice};
@@ -230,6 +231,6 @@ async fn latest_failure(state: &AppState, thread_key: &str) -> Option<String> {
         .await
         .ok()?
         .into_iter()
-        .find(|execution| execution.status == "failed_permanent")
+        .find(|execution| execution.status == ExecutionStatus::FailedPermanent)
         .map(|execution| execution.execution_id)
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{Harness, ThreadKey};
+use crate::{ExecutionStatus, Harness, TerminalReason, ThreadKey};
 
 /// Error codes of the control plane (`{"code": ..., "message": ...}`).
 pub mod codes {
@@ -73,8 +73,7 @@ pub struct SpawnResponse {
     pub assignment_generation: i64,
     /// `assigned_idle`, or `assigned_busy` while an execution of the thread is unfinished.
     pub assignment_state: String,
-    #[schema(value_type = crate::Harness)]
-    pub harness: String,
+    pub harness: Harness,
     pub prompt_ref: String,
     /// The thread's repository (normal form), or none: an empty workspace.
     #[serde(default)]
@@ -249,8 +248,7 @@ pub struct ExecuteResponse {
     pub execution_id: String,
     pub execute_id: String,
     pub assignment_generation: i64,
-    #[schema(value_type = crate::ExecutionStatus)]
-    pub status: String,
+    pub status: ExecutionStatus,
     /// True when this is the stored answer of an earlier identical request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
@@ -278,15 +276,12 @@ pub struct ExecutionView {
     pub thread_key: String,
     pub assignment_generation: i64,
     pub execute_id: String,
-    #[schema(value_type = crate::ExecutionStatus)]
-    pub status: String,
-    #[schema(value_type = Option<crate::TerminalReason>)]
-    pub terminal_reason: Option<String>,
+    pub status: ExecutionStatus,
+    pub terminal_reason: Option<TerminalReason>,
     pub result_text: Option<String>,
     pub error_text: Option<String>,
     pub agent_thread_id: Option<String>,
-    #[schema(value_type = crate::Harness)]
-    pub harness: String,
+    pub harness: Harness,
     pub sandbox_id: Option<String>,
     pub attempt: i32,
     #[schema(value_type = Delivery)]
@@ -320,8 +315,7 @@ pub struct CancelResponse {
     pub execution_id: String,
     /// `cancelled` (it had not started), `cancel_requested` (the dispatcher stops it), or
     /// the terminal status it already had (with `idempotent`).
-    #[schema(value_type = crate::ExecutionStatus)]
-    pub status: String,
+    pub status: ExecutionStatus,
     /// True when the execution had already finished: nothing changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,

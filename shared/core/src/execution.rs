@@ -138,7 +138,24 @@ pub enum TerminalReason {
     Released,
 }
 
+/// A terminal-reason string that is not one of the known reasons.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown terminal reason '{0}'")]
+pub struct UnknownTerminalReason(pub String);
+
 impl TerminalReason {
+    /// Every reason.
+    pub const ALL: [TerminalReason; 8] = [
+        TerminalReason::Completed,
+        TerminalReason::HarnessError,
+        TerminalReason::SandboxLost,
+        TerminalReason::SilenceDeadlineExceeded,
+        TerminalReason::HardDeadlineExceeded,
+        TerminalReason::SandboxStartFailed,
+        TerminalReason::Cancelled,
+        TerminalReason::Released,
+    ];
+
     /// The name stored in the database and shown in the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -160,6 +177,16 @@ impl TerminalReason {
             TerminalReason::Cancelled | TerminalReason::Released => ExecutionStatus::Cancelled,
             _ => ExecutionStatus::FailedPermanent,
         }
+    }
+}
+
+impl FromStr for TerminalReason {
+    type Err = UnknownTerminalReason;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
+            .ok_or_else(|| UnknownTerminalReason(raw.to_owned()))
     }
 }
 
@@ -205,6 +232,20 @@ mod tests {
         for status in ExecutionStatus::ALL {
             assert_eq!(status.as_str().parse::<ExecutionStatus>(), Ok(status));
         }
+    }
+
+    #[test]
+    fn statuses_and_reasons_serialise_as_their_stored_names() {
+        for status in ExecutionStatus::ALL {
+            let json = serde_json::to_value(status).ok();
+            assert_eq!(json, Some(serde_json::Value::from(status.as_str())));
+        }
+        for reason in TerminalReason::ALL {
+            assert_eq!(reason.as_str().parse::<TerminalReason>(), Ok(reason));
+            let json = serde_json::to_value(reason).ok();
+            assert_eq!(json, Some(serde_json::Value::from(reason.as_str())));
+        }
+        assert!("nope".parse::<TerminalReason>().is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A column held a value this build has no name for (a status, terminal reason or
+    /// harness the enums of `centaur_core` do not know).
+    #[error("stored {column} '{value}' is not a value this build knows")]
+    UnknownValue { column: &'static str, value: String },
     /// The database's schema is older than this build: migrations run from `api migrate`
     /// (the chart's migrate Job, the AWS deploy step, scripts/up.sh), never at start-up.
     #[error("the database schema is at migration {}, this build needs {needed}: run `api migrate`", applied.map_or_else(|| "none".to_owned(), |v| v.to_string()))]
@@ -45,4 +49,22 @@ impl From<sqlx::Error> for TurnError {
     fn from(err: sqlx::Error) -> Self {
         TurnError::Store(StoreError::Database(err))
     }
+}
+
+/// `raw`, read from `column`, as the domain value it names; an unknown value is a
+/// [`StoreError::UnknownValue`] naming the column.
+pub(crate) fn column<T: std::str::FromStr>(
+    column: &'static str,
+    raw: String,
+) -> Result<T, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::UnknownValue { column, value: raw })
+}
+
+/// [`column`] for a nullable column.
+pub(crate) fn optional_column<T: std::str::FromStr>(
+    name: &'static str,
+    raw: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    raw.map(|raw| column(name, raw)).transpose()
 }

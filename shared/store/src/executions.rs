@@ -2,12 +2,12 @@
 //! one transaction), read, list, cancel.
 
 use crate::assignments::{check_attach, lock_thread, prompt_ref, Assignment, WorkspaceChoice};
-use crate::error::TurnError;
+use crate::error::{column, optional_column, TurnError};
 use crate::events::{self, kinds};
 use crate::messages::NewMessage;
 use crate::StoreError;
 use centaur_core::api::{ExecutionView, Usage};
-use centaur_core::{ExecutionId, TerminalReason};
+use centaur_core::{ExecutionId, ExecutionStatus, TerminalReason};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
@@ -320,6 +320,7 @@ pub async fn create_and_enqueue(
     Ok((response, true))
 }
 
+/// An [`ExecutionView`] as stored: status, terminal reason and harness as text.
 #[derive(sqlx::FromRow)]
 struct ExecutionRow {
     execution_id: String,
@@ -344,19 +345,20 @@ struct ExecutionRow {
     output_tokens: i64,
 }
 
-impl From<ExecutionRow> for ExecutionView {
-    fn from(row: ExecutionRow) -> Self {
-        ExecutionView {
+impl TryFrom<ExecutionRow> for ExecutionView {
+    type Error = StoreError;
+    fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
+        Ok(ExecutionView {
             execution_id: row.execution_id,
             thread_key: row.thread_key,
             assignment_generation: row.assignment_generation,
             execute_id: row.execute_id,
-            status: row.status,
-            terminal_reason: row.terminal_reason,
+            status: column("executions.status", row.status)?,
+            terminal_reason: optional_column("executions.terminal_reason", row.terminal_reason)?,
             result_text: row.result_text,
             error_text: row.error_text,
             agent_thread_id: row.agent_thread_id,
-            harness: row.harness,
+            harness: column("executions.harness", row.harness)?,
             sandbox_id: row.sandbox_id,
             attempt: row.attempt,
             delivery: row.delivery,
@@ -370,7 +372,7 @@ impl From<ExecutionRow> for ExecutionView {
                 output_tokens: row.output_tokens,
             },
             events: None,
-        }
+        })
     }
 }
 
@@ -399,7 +401,7 @@ pub async fn get(
     let Some(row) = row else {
         return Ok(None);
     };
-    let mut view = ExecutionView::from(row);
+    let mut view = ExecutionView::try_from(row)?;
     if with_events {
         view.events = Some(events::for_execution(pool, execution_id).await?);
     }
@@ -429,7 +431,7 @@ pub async fn list_for_thread(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(ExecutionView::from).collect())
+    rows.into_iter().map(ExecutionView::try_from).collect()
 }
 
 /// What a cancel did.
@@ -440,7 +442,9 @@ pub enum CancelOutcome {
     /// Running: the dispatcher will stop the sandbox and finish it as cancelled.
     Requested,
     /// Already terminal or already requested: nothing changed.
-    Unchanged(String),
+    Unchanged(ExecutionStatus),
+    /// No such execution.
+    NotFound,
 }
 
 async fn cancel_locked(
@@ -501,7 +505,13 @@ async fn cancel_locked(
             .bind(execution_id)
             .fetch_optional(conn)
             .await?;
-    Ok(CancelOutcome::Unchanged(status.unwrap_or_default()))
+    match status {
+        Some(status) => Ok(CancelOutcome::Unchanged(column(
+            "executions.status",
+            status,
+        )?)),
+        None => Ok(CancelOutcome::NotFound),
+    }
 }
 
 /// `POST /agent/executions/{id}/cancel`.

@@ -1,32 +1,68 @@
 //! Read models of threads: status of one, and a listing.
 
+use crate::error::{column, optional_column};
 use crate::StoreError;
+use centaur_core::{ExecutionStatus, Harness, TerminalReason};
 use serde::Serialize;
 use sqlx::PgPool;
 
 /// One thread in a listing.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ThreadSummary {
     pub thread_key: String,
     pub assignment_generation: i64,
-    #[schema(value_type = centaur_core::Harness)]
-    pub harness: String,
+    pub harness: Harness,
     /// The thread's repository (normal form), if any.
     pub repo: Option<String>,
     /// The latest assignment's state: `active` or `released`.
     pub state: String,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub latest_execution_id: Option<String>,
-    #[schema(value_type = Option<centaur_core::ExecutionStatus>)]
-    pub latest_execution_status: Option<String>,
+    pub latest_execution_status: Option<ExecutionStatus>,
     /// Tokens the thread's retained executions reported (see [`crate::usage`]).
     pub input_tokens: i64,
     pub output_tokens: i64,
 }
 
+/// A [`ThreadSummary`] as stored: the harness and status columns as text.
+#[derive(sqlx::FromRow)]
+struct ThreadSummaryRow {
+    thread_key: String,
+    assignment_generation: i64,
+    harness: String,
+    repo: Option<String>,
+    state: String,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    latest_execution_id: Option<String>,
+    latest_execution_status: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+}
+
+impl TryFrom<ThreadSummaryRow> for ThreadSummary {
+    type Error = StoreError;
+    fn try_from(row: ThreadSummaryRow) -> Result<Self, StoreError> {
+        Ok(ThreadSummary {
+            thread_key: row.thread_key,
+            assignment_generation: row.assignment_generation,
+            harness: column("runtime_assignments.harness", row.harness)?,
+            repo: row.repo,
+            state: row.state,
+            updated_at: row.updated_at,
+            latest_execution_id: row.latest_execution_id,
+            latest_execution_status: optional_column(
+                "executions.status",
+                row.latest_execution_status,
+            )?,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+        })
+    }
+}
+
 /// Threads by most recent assignment change, newest first.
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, StoreError> {
-    Ok(sqlx::query_as(
+    let rows: Vec<ThreadSummaryRow> = sqlx::query_as(
         "SELECT page.*, usage.input_tokens, usage.output_tokens FROM (
              SELECT * FROM (
                  SELECT DISTINCT ON (a.thread_key) a.thread_key, a.assignment_generation, a.harness, a.repo, a.state,
@@ -44,15 +80,15 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ThreadSummary>, Store
     )
     .bind(limit)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    rows.into_iter().map(ThreadSummary::try_from).collect()
 }
 
 /// A thread's latest assignment, as `GET /agent/status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AssignmentStatus {
     pub assignment_generation: i64,
-    #[schema(value_type = centaur_core::Harness)]
-    pub harness: String,
+    pub harness: Harness,
     /// `active` or `released`.
     pub state: String,
     pub repo: Option<String>,
@@ -62,10 +98,8 @@ pub struct AssignmentStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LatestExecution {
     pub execution_id: String,
-    #[schema(value_type = centaur_core::ExecutionStatus)]
-    pub status: String,
-    #[schema(value_type = Option<centaur_core::TerminalReason>)]
-    pub terminal_reason: Option<String>,
+    pub status: ExecutionStatus,
+    pub terminal_reason: Option<TerminalReason>,
     pub error_text: Option<String>,
 }
 
@@ -73,8 +107,7 @@ pub struct LatestExecution {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SandboxStatus {
     pub sandbox_id: String,
-    #[schema(value_type = centaur_core::Harness)]
-    pub harness: String,
+    pub harness: Harness,
     pub state: String,
 }
 
@@ -125,38 +158,52 @@ pub async fn status(pool: &PgPool, thread_key: &str) -> Result<ThreadStatus, Sto
     .fetch_optional(pool)
     .await?;
     let usage = crate::usage::for_thread(pool, thread_key).await?;
-    let running = latest.as_ref().is_some_and(|(_, status, _, _)| {
-        matches!(
-            status.as_str(),
-            "queued" | "running" | "retry_wait" | "cancel_requested"
+    let assignment = assignment
+        .map(
+            |(assignment_generation, harness, state, repo)| -> Result<_, StoreError> {
+                Ok(AssignmentStatus {
+                    assignment_generation,
+                    harness: column("runtime_assignments.harness", harness)?,
+                    state,
+                    repo,
+                })
+            },
         )
-    });
+        .transpose()?;
+    let latest_execution = latest
+        .map(
+            |(execution_id, status, terminal_reason, error_text)| -> Result<_, StoreError> {
+                Ok(LatestExecution {
+                    execution_id,
+                    status: column("executions.status", status)?,
+                    terminal_reason: optional_column(
+                        "executions.terminal_reason",
+                        terminal_reason,
+                    )?,
+                    error_text,
+                })
+            },
+        )
+        .transpose()?;
+    let sandbox = session
+        .map(|(sandbox_id, harness, state)| -> Result<_, StoreError> {
+            Ok(SandboxStatus {
+                sandbox_id,
+                harness: column("sandbox_sessions.harness", harness)?,
+                state,
+            })
+        })
+        .transpose()?;
     Ok(ThreadStatus {
         ok: true,
         thread_key: thread_key.to_owned(),
-        assignment: assignment.map(|(assignment_generation, harness, state, repo)| {
-            AssignmentStatus {
-                assignment_generation,
-                harness,
-                state,
-                repo,
-            }
-        }),
-        busy: running,
-        latest_execution: latest.map(|(execution_id, status, terminal_reason, error_text)| {
-            LatestExecution {
-                execution_id,
-                status,
-                terminal_reason,
-                error_text,
-            }
-        }),
+        assignment,
+        busy: latest_execution
+            .as_ref()
+            .is_some_and(|latest| !latest.status.is_terminal()),
+        latest_execution,
         pending_messages: pending,
-        sandbox: session.map(|(sandbox_id, harness, state)| SandboxStatus {
-            sandbox_id,
-            harness,
-            state,
-        }),
+        sandbox,
         usage,
     })
 }
