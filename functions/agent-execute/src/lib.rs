@@ -93,6 +93,7 @@ async fn execute(
         request_hash: hash,
         first_message,
         harness: request.harness.map(|h| h.as_str().to_owned()),
+        actor: principal.actor(),
     };
     let workspace = validate::workspace(
         &state.config.workspace,
@@ -161,7 +162,8 @@ mod tests {
 
     async fn posted(pool: &PgPool, thread: &str, text: &str) {
         let message = NewMessage::user_text(text, format!("hash-{text}"));
-        centaur_store::messages::post(pool, thread, 1, &[message])
+        let operator = centaur_store::audit::Actor::local_operator(None);
+        centaur_store::messages::post(pool, thread, 1, &[message], &operator)
             .await
             .unwrap();
     }
@@ -456,6 +458,70 @@ mod tests {
         assert_eq!(
             body["detail"],
             "Sandbox token is scoped to a different thread"
+        );
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn each_new_execution_is_audited_with_its_principal_and_a_replay_is_not(pool: PgPool) {
+        let key = create_key(&pool, &["agent"]).await;
+        let key_id: String = sqlx::query_scalar("SELECT id::text FROM api_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let token = centaur_auth::sandbox_token::mint(
+            centaur_http::testing::TEST_SIGNING_KEY,
+            "t2",
+            "sbx-7",
+            chrono_now(),
+            600,
+        );
+        let client = TestClient::new(router(test_state(pool.clone())));
+        let one_call = json!({"thread_key": "t1", "message": "hi", "execute_id": "e1"});
+        for _ in 0..2 {
+            let (status, body) = client
+                .post("/agent/execute", &Caller::Key(key.clone()), &one_call)
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        let (status, body) = client
+            .post(
+                "/agent/execute",
+                &Caller::Key(token),
+                &json!({"thread_key": "t2", "message": "from the sandbox"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT a.action, a.principal_kind, a.principal_id, a.principal_name, a.thread_key,
+                    a.execution_id
+             FROM audit_log a JOIN executions x ON x.execution_id = a.execution_id
+             WHERE a.action = 'execute' ORDER BY a.id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let row = |kind: &str, id: &str, name: &str, thread: &str| {
+            let execution: String = rows
+                .iter()
+                .find(|r| r.4 == thread)
+                .map(|r| r.5.clone())
+                .unwrap_or_default();
+            (
+                "execute".to_owned(),
+                kind.to_owned(),
+                id.to_owned(),
+                name.to_owned(),
+                thread.to_owned(),
+                execution,
+            )
+        };
+        assert_eq!(
+            rows,
+            vec![
+                row("api_key", &key_id, "test", "t1"),
+                row("sandbox", "sbx-7", "t2", "t2"),
+            ],
+            "one row per new execution, none for the replay"
         );
     }
 

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use centaur_auth::Scope;
 use centaur_core::api::{CancelResponse, ErrorBody, ExecutionList, ExecutionView, Route};
 use centaur_core::{ExecutionId, ExecutionStatus};
-use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
+use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Peer, Principal};
 use centaur_store::executions::{self, CancelOutcome};
 use serde::Deserialize;
 
@@ -100,11 +100,13 @@ async fn get_execution(
 async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
+    peer: Peer,
     ApiPath(execution_id): ApiPath<String>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     principal.require(Scope::AgentStop)?;
     authorised_thread(&state, &principal, &execution_id).await?;
-    let (status, idempotent) = match executions::cancel(&state.pool, &execution_id).await? {
+    let actor = principal.actor(&peer);
+    let (status, idempotent) = match executions::cancel(&state.pool, &execution_id, &actor).await? {
         CancelOutcome::Cancelled => (ExecutionStatus::Cancelled, false),
         CancelOutcome::Requested => (ExecutionStatus::CancelRequested, false),
         CancelOutcome::Unchanged(status) => (status, true),
@@ -203,6 +205,7 @@ mod tests {
                 "h".into(),
             )),
             harness: None,
+            actor: centaur_store::audit::Actor::local_operator(None),
         };
         let (response, _) = executions::create(pool, &request, "codex").await.unwrap();
         response["execution_id"].as_str().unwrap().to_owned()
@@ -346,6 +349,7 @@ mod tests {
                 "h".into(),
             )),
             harness: None,
+            actor: centaur_store::audit::Actor::local_operator(None),
         };
         let (second, _) = executions::create(&pool, &request, "codex").await.unwrap();
         let (status, body) = client

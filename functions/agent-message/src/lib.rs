@@ -96,6 +96,7 @@ async fn post_one(
         request.thread_key.as_str(),
         request.assignment_generation,
         &[message],
+        &principal.actor(),
     )
     .await?;
     let response = responses
@@ -139,6 +140,7 @@ async fn post_batch(
         thread_key.as_str(),
         request.assignment_generation,
         &batch,
+        &principal.actor(),
     )
     .await?;
     let message_ids: Vec<String> = responses

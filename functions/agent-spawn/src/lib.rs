@@ -49,6 +49,7 @@ async fn spawn(
         state.config.sandbox.default_harness.as_str(),
         &workspace,
         &typed_request_hash(&request),
+        &principal.actor(),
     )
     .await?;
     Ok(Json(validate::stored_response(response)?))
@@ -462,9 +463,16 @@ mod tests {
         let (status, body) = spawn(json!({"thread_key": "t1", "agents_md_override": "two"})).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert_eq!(body["code"], "ACTIVE_ASSIGNMENT_PROMPT_MISMATCH");
-        assignments::release(&pool, "t1", None, false, "h")
-            .await
-            .unwrap();
+        assignments::release(
+            &pool,
+            "t1",
+            None,
+            false,
+            "h",
+            &centaur_store::audit::Actor::local_operator(None),
+        )
+        .await
+        .unwrap();
         let (status, body) = spawn(json!({"thread_key": "t1", "repo": "acme/web"})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["assignment_generation"], 2);
@@ -499,6 +507,7 @@ mod tests {
                 "h".into(),
             )),
             harness: None,
+            actor: centaur_store::audit::Actor::local_operator(None),
         };
         let (created, _) = centaur_store::executions::create(&pool, &request, "codex")
             .await

@@ -9,7 +9,7 @@ use centaur_auth::Scope;
 use centaur_core::api::{ReleaseRequest, ReleaseResponse, Route};
 use centaur_core::canonical::typed_request_hash;
 use centaur_http::extract::parse_json;
-use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Principal};
+use centaur_http::{validate, ApiError, ApiPath, ApiQuery, AppState, Peer, Principal};
 use centaur_store::threads::{ThreadStatus, ThreadSummary};
 use centaur_store::usage::{HarnessUsage, UsageTotal};
 use centaur_store::warm::WarmSandbox;
@@ -57,6 +57,7 @@ pub const ROUTES: &[Route] = &[
 async fn release(
     State(state): State<AppState>,
     principal: Principal,
+    peer: Peer,
     ApiPath(thread_key): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
@@ -75,6 +76,7 @@ async fn release(
         request.release_id.as_deref(),
         request.cancel_inflight,
         &typed_request_hash(&request),
+        &principal.actor(&peer),
     )
     .await?;
     Ok(Json(validate::stored_response(response)?))
@@ -390,9 +392,12 @@ mod tests {
             requested_repo: Some("acme/api".into()),
             ..Default::default()
         };
-        assignments::spawn_in_workspace(&pool, "t1", None, None, "codex", &workspace, "h")
-            .await
-            .unwrap();
+        let operator = centaur_store::audit::Actor::local_operator(None);
+        assignments::spawn_in_workspace(
+            &pool, "t1", None, None, "codex", &workspace, "h", &operator,
+        )
+        .await
+        .unwrap();
         spawned(&pool, "t2").await;
         let client = TestClient::new(router(test_state(pool)));
         let (status, body) = client

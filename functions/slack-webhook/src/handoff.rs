@@ -9,9 +9,10 @@
 use centaur_core::api::codes;
 use centaur_core::canonical::request_hash;
 use centaur_core::ExecutionStatus;
-use centaur_http::{turn, validate, ApiError, AppState};
+use centaur_http::{turn, validate, ApiError, AppState, Peer};
 use centaur_slack::IncomingMessage;
 use centaur_store::assignments::{self, WorkspaceChoice};
+use centaur_store::audit::Actor;
 use centaur_store::executions::{self, NewExecution};
 use centaur_store::messages::NewMessage;
 use centaur_store::{StoreError, TurnError};
@@ -59,12 +60,15 @@ fn unavailable(err: &StoreError) -> Option<String> {
     }
 }
 
-/// Starts the turn for `message`, with the thread's earlier messages as `context`.
+/// Starts the turn for `message`, with the thread's earlier messages as `context`; the
+/// audit log records its author as a Slack user (`<team_id>:<user_id>`), from `peer`.
 pub async fn run_turn(
     state: &AppState,
+    peer: &Peer,
     message: &IncomingMessage,
     context: Option<String>,
 ) -> Outcome {
+    let actor = Actor::slack_user(&message.team_id, message.user_id.as_deref(), peer.0.clone());
     let delivery = delivery(message);
     let hash = message_hash(message, &delivery);
     let mut parts = Vec::new();
@@ -93,6 +97,7 @@ pub async fn run_turn(
         request_hash: hash,
         first_message: Some(stored),
         harness: message.harness.map(|h| h.as_str().to_owned()),
+        actor: actor.clone(),
     };
     let workspace = match workspace_for(state, message.repo.as_deref()) {
         Ok(workspace) => workspace,
@@ -132,6 +137,7 @@ pub async fn run_turn(
         Some(&release_id),
         false,
         &request_hash(&json!({"release_id": release_id})),
+        &actor,
     )
     .await;
     if let Err(err) = released {

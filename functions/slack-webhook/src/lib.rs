@@ -18,7 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use centaur_config::slack::SlackAccessConfig;
 use centaur_core::api::Route;
-use centaur_http::AppState;
+use centaur_http::{AppState, Peer};
 use centaur_slack::event::{self, Identity, SlackRequest};
 use centaur_slack::{context, signature, IncomingMessage, SlackClient};
 use centaur_store::notices::{self, NewNotice};
@@ -144,15 +144,20 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     ),
     security(("slack_signature" = [])),
 )]
-async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
-    let response = handle(&state, &headers, &body).await;
+    let response = handle(&state, &peer, &headers, &body).await;
     metrics::histogram!("centaur_slack_webhook_seconds", "status" => response.status().as_str().to_owned())
         .record(started.elapsed().as_secs_f64());
     response
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn handle(state: &AppState, peer: &Peer, headers: &HeaderMap, body: &[u8]) -> Response {
     let config = &state.config;
     let Some(secret) = config.slack_signing_secret.as_deref() else {
         return slack_error(StatusCode::SERVICE_UNAVAILABLE, "slack_not_configured");
@@ -214,7 +219,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response 
                 })
                 .into_response();
             }
-            accept(state, &message).await
+            accept(state, peer, &message).await
         }
     }
 }
@@ -310,7 +315,7 @@ fn refusal_text(reason: &str, code: &str) -> String {
 /// the database cannot be reached they are released and Slack is told to retry (503). A retry arriving while the
 /// first delivery is in flight is a duplicate. The turn itself is idempotent per Slack
 /// message as well (message id = execute id), so even a lost dedupe row cannot make two.
-async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
+async fn accept(state: &AppState, peer: &Peer, message: &IncomingMessage) -> Response {
     let unavailable = |err: &dyn std::fmt::Display| {
         tracing::error!(error = %err, "Slack event not accepted; Slack will retry");
         slack_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
@@ -339,7 +344,7 @@ async fn accept(state: &AppState, message: &IncomingMessage) -> Response {
     let context = thread_context(state, message).await;
     step.done("context");
     let outcome = match context {
-        Ok(context) => handoff::run_turn(state, message, context).await,
+        Ok(context) => handoff::run_turn(state, peer, message, context).await,
         Err(err) => Outcome::Unavailable(err.to_string()),
     };
     step.done("turn");

@@ -290,6 +290,43 @@ async fn a_harness_flag_picks_the_harness_and_a_different_one_switches_the_threa
             .await
             .unwrap();
     assert_eq!(texts, vec![json!("first"), json!("second")]);
+    // The author is the audit log's principal of each change: the first turn, the switch's
+    // release and the second turn (the refused first attempt of the switch left no row).
+    type AuditRow = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let audited: Vec<AuditRow> = sqlx::query_as(
+        "SELECT action, principal_kind, principal_id, principal_name, thread_key, peer
+             FROM audit_log ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let thread = Some("slack:T1:C1:1.0".to_owned());
+    let peer = Some("10.0.0.9:50000".to_owned());
+    let slack_user = |action: &str| {
+        (
+            action.to_owned(),
+            "slack_user".to_owned(),
+            "T1:U1".to_owned(),
+            "U1".to_owned(),
+            thread.clone(),
+            peer.clone(),
+        )
+    };
+    assert_eq!(
+        audited,
+        vec![
+            slack_user("execute"),
+            slack_user("release"),
+            slack_user("execute")
+        ]
+    );
 }
 
 async fn assignments_with_repo(pool: &PgPool) -> Vec<(i64, String, Option<String>, String)> {

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use centaur_auth::scope::{self, Scope};
 use centaur_auth::{api_key, sandbox_token, SandboxClaims};
+use centaur_store::audit::Actor;
 use std::net::SocketAddr;
 
 /// Headers that mean "this request was forwarded by a proxy, load balancer, CDN or mesh
@@ -45,8 +46,12 @@ pub fn is_forwarding_header(name: &str) -> bool {
 pub enum Principal {
     /// A request from loopback with no forwarding header: full access, no key needed.
     LocalOperator,
-    /// A database API key.
-    ApiKey { name: String, scopes: Vec<Scope> },
+    /// A database API key: its id (`api_keys.id`), name and scopes.
+    ApiKey {
+        id: uuid::Uuid,
+        name: String,
+        scopes: Vec<Scope>,
+    },
     /// A sandbox token: scope `agent`, limited to one thread.
     Sandbox(SandboxClaims),
 }
@@ -121,6 +126,7 @@ impl Principal {
         let scopes =
             scope::parse_all(&record.scopes).map_err(|err| ApiError::Internal(err.to_string()))?;
         Ok(Principal::ApiKey {
+            id: record.id,
             name: record.name,
             scopes,
         })
@@ -169,6 +175,48 @@ impl Principal {
             Principal::ApiKey { name, .. } => format!("key:{name}"),
             Principal::Sandbox(claims) => format!("sandbox:{}", claims.sandbox_id),
         }
+    }
+
+    /// Who this principal is in the audit log, calling from `peer`.
+    pub fn actor(&self, peer: &Peer) -> Actor {
+        let peer = peer.0.clone();
+        match self {
+            Principal::LocalOperator => Actor::local_operator(peer),
+            Principal::ApiKey { id, name, .. } => Actor::api_key(*id, name, peer),
+            Principal::Sandbox(claims) => {
+                Actor::sandbox(&claims.sandbox_id, &claims.thread_key, peer)
+            }
+        }
+    }
+}
+
+/// The client's address as this server saw it, for the audit log: the socket peer
+/// (`ip:port`), or on Lambda the source IP of the API Gateway request context; `None` when
+/// neither is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer(pub Option<String>);
+
+impl Peer {
+    /// The peer of a request.
+    pub fn of(parts: &Parts) -> Self {
+        if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            return Peer(Some(addr.to_string()));
+        }
+        use lambda_http::request::RequestContext;
+        let source_ip = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+            _ => None,
+        };
+        Peer(source_ip.filter(|ip| !ip.is_empty()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer::of(parts))
     }
 }
 
@@ -230,7 +278,16 @@ pub mod require {
 /// unauthorised caller gets its 401/403 whatever the body holds.
 pub struct Authorized<R: Requirement> {
     pub principal: Principal,
+    /// Where the request came from.
+    pub peer: Peer,
     requirement: std::marker::PhantomData<R>,
+}
+
+impl<R: Requirement> Authorized<R> {
+    /// The caller as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        self.principal.actor(&self.peer)
+    }
 }
 
 impl<R: Requirement> std::ops::Deref for Authorized<R> {
@@ -251,6 +308,7 @@ impl<R: Requirement> FromRequestParts<AppState> for Authorized<R> {
         R::check(&principal)?;
         Ok(Self {
             principal,
+            peer: Peer::of(parts),
             requirement: std::marker::PhantomData,
         })
     }

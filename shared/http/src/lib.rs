@@ -15,7 +15,7 @@ pub mod turn;
 pub mod validate;
 
 pub use app::app;
-pub use auth::{require, Authorized, Principal};
+pub use auth::{require, Authorized, Peer, Principal};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use serve::{function_command, run_function, serve};

@@ -44,6 +44,7 @@ pub async fn create_key(pool: &PgPool, scopes: &[&str]) -> String {
         &key.hash,
         &scopes,
         Some("test"),
+        &centaur_store::audit::Actor::local_operator(None),
     )
     .await
     .unwrap_or_else(|err| panic!("create key: {err}"));

@@ -1,5 +1,6 @@
 //! `api_keys`: create, list, revoke, look up by hash, bootstrap service keys.
 
+use crate::audit::{Actor, INSERT_COLUMNS as AUDIT_COLUMNS};
 use crate::StoreError;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -19,7 +20,8 @@ pub struct ApiKeyRecord {
 
 const COLUMNS: &str = "id, name, key_prefix, scopes, created_by, created_at, revoked_at";
 
-/// Stores a new key (by hash) and returns its record.
+/// Stores a new key (by hash) and returns its record; `actor`'s `key_create` audit row is
+/// written by the same statement.
 pub async fn create(
     pool: &PgPool,
     name: &str,
@@ -27,10 +29,16 @@ pub async fn create(
     key_hash: &str,
     scopes: &[String],
     created_by: Option<&str>,
+    actor: &Actor,
 ) -> Result<ApiKeyRecord, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "WITH created AS (
+             INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}),
+         audited AS (
+             INSERT INTO audit_log ({AUDIT_COLUMNS})
+             SELECT $7, $8, $9, $10, 'key_create', NULL, NULL, id FROM created)
+         SELECT {COLUMNS} FROM created"
     ))
     .bind(Uuid::new_v4())
     .bind(name)
@@ -38,6 +46,10 @@ pub async fn create(
     .bind(key_hash)
     .bind(scopes)
     .bind(created_by)
+    .bind(actor.kind.as_str())
+    .bind(&actor.id)
+    .bind(&actor.name)
+    .bind(&actor.peer)
     .fetch_one(pool)
     .await?)
 }
@@ -51,12 +63,29 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ApiKeyRecord>, StoreError> {
     .await?)
 }
 
-/// Revokes a key; `None` if no such key. Revoking twice keeps the first time.
-pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
+/// Revokes a key; `None` if no such key. Revoking twice keeps the first time; the revocation
+/// (not a repeat) writes `actor`'s `key_revoke` audit row in the same statement.
+pub async fn revoke(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"
+        "WITH revoked AS (
+             UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+             RETURNING {COLUMNS}),
+         audited AS (
+             INSERT INTO audit_log ({AUDIT_COLUMNS})
+             SELECT $2, $3, $4, $5, 'key_revoke', NULL, NULL, id FROM revoked)
+         SELECT {COLUMNS} FROM revoked
+         UNION ALL
+         SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM revoked)"
     ))
     .bind(id)
+    .bind(actor.kind.as_str())
+    .bind(&actor.id)
+    .bind(&actor.name)
+    .bind(&actor.peer)
     .fetch_optional(pool)
     .await?)
 }

@@ -2,6 +2,7 @@
 //! increasing generation. Spawn, message, execute and release serialise per thread with
 //! `pg_advisory_xact_lock(hashtext(thread_key))`.
 
+use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
 use crate::executions;
 use crate::StoreError;
@@ -130,7 +131,6 @@ pub fn prompt_ref(harness: &str) -> String {
     format!("prompts/{harness}/v1")
 }
 
-/// Attaches to the active assignment, or creates generation + 1 (inside the caller's
 /// Whether a caller asking for harness `requested` and `workspace` may attach to the thread's
 /// `active` assignment: the same harness, repo and override (`same_override`: whether the
 /// requested override equals the stored one, `None` when none is requested), else the
@@ -163,6 +163,7 @@ pub fn check_attach(
     Ok(())
 }
 
+/// Attaches to the active assignment, or creates generation + 1 (inside the caller's
 /// locked transaction). `requested` is the harness the caller asked for, if any; a
 /// different harness, repo or override than the active assignment's is refused.
 pub async fn attach_or_create(
@@ -229,12 +230,15 @@ pub async fn spawn(
         default_harness,
         &WorkspaceChoice::default(),
         request_hash,
+        &Actor::local_operator(None),
     )
     .await
 }
 
 /// `POST /agent/spawn`: attach or create, with `spawn_id` idempotency. The response
-/// carries the thread's `repo`.
+/// carries the thread's `repo`. `actor`'s `spawn` audit row is written in the transaction
+/// (not for a replay).
+#[allow(clippy::too_many_arguments)]
 pub async fn spawn_in_workspace(
     pool: &PgPool,
     thread_key: &str,
@@ -243,6 +247,7 @@ pub async fn spawn_in_workspace(
     default_harness: &str,
     workspace: &WorkspaceChoice,
     request_hash: &str,
+    actor: &Actor,
 ) -> Result<Value, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
@@ -284,6 +289,7 @@ pub async fn spawn_in_workspace(
         )
         .await?;
     }
+    audit::record(&mut tx, actor, Action::Spawn, Target::thread(thread_key)).await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -307,13 +313,15 @@ pub async fn workspace_of(
 }
 
 /// `POST /agent/threads/{tk}/release`: releases the active assignment (optionally
-/// cancelling in-flight executions), with `release_id` idempotency.
+/// cancelling in-flight executions), with `release_id` idempotency. `actor`'s `release`
+/// audit row is written in the transaction (not for a replay).
 pub async fn release(
     pool: &PgPool,
     thread_key: &str,
     release_id: Option<&str>,
     cancel_inflight: bool,
     request_hash: &str,
+    actor: &Actor,
 ) -> Result<Value, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
@@ -372,6 +380,7 @@ pub async fn release(
         )
         .await?;
     }
+    audit::record(&mut tx, actor, Action::Release, Target::thread(thread_key)).await?;
     tx.commit().await?;
     Ok(response)
 }

@@ -2,6 +2,7 @@
 //! one transaction), read, list, cancel.
 
 use crate::assignments::{check_attach, lock_thread, prompt_ref, Assignment, WorkspaceChoice};
+use crate::audit::{Actor, INSERT_COLUMNS as AUDIT_COLUMNS};
 use crate::error::{column, optional_column, TurnError};
 use crate::events::{self, kinds};
 use crate::messages::NewMessage;
@@ -29,6 +30,9 @@ pub struct NewExecution {
     /// The one-call path: spawn-or-attach with this harness and store this message first.
     pub first_message: Option<NewMessage>,
     pub harness: Option<String>,
+    /// Who asks: the `execute` audit row is written by the statement that creates the
+    /// execution (not for a replay).
+    pub actor: Actor,
 }
 
 /// True if the thread has an execution that is not terminal.
@@ -101,7 +105,7 @@ impl ExecuteRead {
 /// Four statements in one transaction: the thread's lock; one read (idempotency replay,
 /// active assignment, recent failures); one write (the assignment if the one-call path
 /// creates it, the message and its event, the execution, the binding of the thread's
-/// pending messages, the `queued` event, the outbox row, the queue row);
+/// pending messages, the `queued` event, the outbox row, the queue row, the audit row);
 /// the commit.
 pub async fn create_and_enqueue(
     pool: &PgPool,
@@ -279,7 +283,10 @@ pub async fn create_and_enqueue(
              INSERT INTO queue_messages (execution_id, thread_key)
              SELECT $2, $1 FROM pending WHERE $20::text IS NOT NULL AND n > 0
              ON CONFLICT (execution_id) DO NOTHING
-             RETURNING 1)
+             RETURNING 1),
+         audited AS (
+             INSERT INTO audit_log ({AUDIT_COLUMNS})
+             SELECT $21, $22, $23, $24, 'execute', $1, $2, NULL FROM pending WHERE n > 0)
          SELECT (SELECT n FROM pending), (SELECT n FROM generation)
          FROM (SELECT count(pg_notify($20, '')) FROM queued) AS notified"
     ))
@@ -307,6 +314,10 @@ pub async fn create_and_enqueue(
     )
     .bind(request.delivery["platform"] != "dev")
     .bind(queue_channel)
+    .bind(request.actor.kind.as_str())
+    .bind(&request.actor.id)
+    .bind(&request.actor.name)
+    .bind(&request.actor.peer)
     .fetch_one(&mut *tx)
     .await?;
     if pending == 0 {
@@ -514,10 +525,29 @@ async fn cancel_locked(
     }
 }
 
-/// `POST /agent/executions/{id}/cancel`.
-pub async fn cancel(pool: &PgPool, execution_id: &str) -> Result<CancelOutcome, StoreError> {
+/// `POST /agent/executions/{id}/cancel`; a cancel that changed something writes `actor`'s
+/// `cancel` audit row in the same transaction.
+pub async fn cancel(
+    pool: &PgPool,
+    execution_id: &str,
+    actor: &Actor,
+) -> Result<CancelOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let outcome = cancel_locked(&mut tx, execution_id, TerminalReason::Cancelled).await?;
+    if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({AUDIT_COLUMNS})
+             SELECT $2, $3, $4, $5, 'cancel', thread_key, execution_id, NULL
+             FROM executions WHERE execution_id = $1"
+        ))
+        .bind(execution_id)
+        .bind(actor.kind.as_str())
+        .bind(&actor.id)
+        .bind(&actor.name)
+        .bind(&actor.peer)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(outcome)
 }

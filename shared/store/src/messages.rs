@@ -1,6 +1,7 @@
 //! `messages`: what people said on a thread, handed to the next execution.
 
 use crate::assignments::{lock_thread, remember, replay, require_generation};
+use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
 use crate::events::{self, kinds};
 use crate::StoreError;
@@ -96,12 +97,14 @@ pub async fn insert(
 }
 
 /// `POST /agent/message` / `/agent/messages`: stores messages under the thread's lock,
-/// fenced by the assignment generation, all or nothing.
+/// fenced by the assignment generation, all or nothing. One `message` audit row for
+/// `actor` is written in the transaction, unless every message was a replay.
 pub async fn post(
     pool: &PgPool,
     thread_key: &str,
     generation: i64,
     messages: &[NewMessage],
+    actor: &Actor,
 ) -> Result<Vec<Value>, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
@@ -109,6 +112,12 @@ pub async fn post(
     let mut responses = Vec::with_capacity(messages.len());
     for message in messages {
         responses.push(insert(&mut tx, thread_key, generation, message).await?);
+    }
+    if responses
+        .iter()
+        .any(|response| response.get("idempotent") != Some(&Value::Bool(true)))
+    {
+        audit::record(&mut tx, actor, Action::Message, Target::thread(thread_key)).await?;
     }
     tx.commit().await?;
     Ok(responses)

@@ -163,6 +163,7 @@ mod tests {
             request_hash: "h".into(),
             first_message: Some(NewMessage::user_text("hello", "h".into())),
             harness: Some("echo".into()),
+            actor: crate::audit::Actor::local_operator(None),
         };
         let (created, _) = executions::create(pool, &request, "codex").await.unwrap();
         created["execution_id"].as_str().unwrap().to_owned()

@@ -807,7 +807,7 @@ mod tests {
             ..policy()
         };
         crate::audit::record(
-            &mut *pool.acquire().await.expect("connection"),
+            &mut pool.acquire().await.expect("connection"),
             &crate::audit::Actor::local_operator(None),
             crate::audit::Action::Spawn,
             crate::audit::Target::thread("t1"),
