@@ -106,6 +106,17 @@ Examples:
   centaur keys create --name ci --scope agent
   centaur keys create --name ops --scope admin,agent --created-by alice";
 
+const AUDIT_HELP: &str = "\
+Who spawned, messaged, executed, cancelled, released and changed keys, newest first.
+Needs the admin scope. --since takes an RFC 3339 time, a date or a span back from now
+(90m, 24h, 7d); --principal a key's id or name, `local`, a sandbox id or a thread, or a
+Slack user as <team_id>:<user_id>.
+
+Examples:
+  centaur audit
+  centaur audit --since 24h --principal ci
+  centaur audit --action execute --limit 20 --json";
+
 const POOL_HELP: &str = "\
 Needs the admin scope.
 
@@ -206,6 +217,9 @@ pub enum Command {
     /// Create, list and revoke API keys (admin).
     #[command(subcommand, after_help = KEYS_HELP)]
     Keys(KeysCommand),
+    /// The audit log: who changed what (admin).
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
     /// The warm pool of sandboxes (admin).
     #[command(after_help = POOL_HELP)]
     Pool,
@@ -232,6 +246,26 @@ pub struct RunArgs {
     /// Print the execution id and return without following the turn.
     #[arg(long)]
     pub detach: bool,
+}
+
+/// `centaur audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries at or after: an RFC 3339 time, a date or a span (90m, 24h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries of this principal (id or name).
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub principal: Option<String>,
+    /// Only this action: spawn, message, execute, cancel, release, key_create, key_revoke.
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// How many (1–500).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub limit: Option<u16>,
+    /// Only entries older than this id (the previous page's next_before).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub before: Option<u64>,
 }
 
 /// `centaur executions …`.
@@ -407,6 +441,8 @@ mod tests {
                 &["keys", "create", "--name", "x"][..],
                 ErrorKind::MissingRequiredArgument,
             ),
+            (&["audit", "--limit", "0"][..], ErrorKind::ValueValidation),
+            (&["audit", "--before", "x"][..], ErrorKind::ValueValidation),
             (&["frobnicate"][..], ErrorKind::InvalidSubcommand),
             (&["run", "x", "--nope"][..], ErrorKind::UnknownArgument),
         ] {

@@ -55,6 +55,13 @@ async fn dispatch(cli: &Cli) -> Result<Exit, CliError> {
         Command::Executions(command) => executions(&api, command, json).await,
         Command::Threads(command) => threads(&api, command, json).await,
         Command::Keys(command) => keys(&api, command, json).await,
+        Command::Audit(args) => {
+            let answer = api
+                .get(&["admin", "audit"], &request::audit_query(args))
+                .await?;
+            show(json, &answer, render::audit_table);
+            Ok(Exit::Success)
+        }
         Command::Pool => {
             let answer = api.get(&["agent", "pool"], &[]).await?;
             show(json, &answer, render::pool);

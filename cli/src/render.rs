@@ -743,6 +743,49 @@ pub fn key_revoked(answer: &Value) -> String {
     )
 }
 
+/// `centaur audit`: one line per entry, newest first, and how to page on.
+pub fn audit_table(page: &Value) -> String {
+    let entries = page["entries"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        return "no audit entries\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let target = [&e["thread_key"], &e["execution_id"], &e["key_id"]]
+                .into_iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                text_or_dash(&e["id"]),
+                time(&e["at"]),
+                text_or_dash(&e["action"]),
+                text_or_dash(&e["principal_kind"]),
+                format!(
+                    "{} ({})",
+                    text_or_dash(&e["principal_name"]),
+                    text_or_dash(&e["principal_id"])
+                ),
+                if target.is_empty() {
+                    "-".to_owned()
+                } else {
+                    target
+                },
+                text_or_dash(&e["peer"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["ID", "AT", "ACTION", "KIND", "PRINCIPAL", "ON", "PEER"],
+        &rows,
+    );
+    if let Some(before) = page["next_before"].as_i64() {
+        out.push_str(&format!("older entries: centaur audit --before {before}\n"));
+    }
+    out
+}
+
 /// `centaur pool`.
 pub fn pool(answer: &Value) -> String {
     let mut out = String::new();

@@ -156,6 +156,34 @@ pub fn key_create_body(
     Ok(body)
 }
 
+/// The query of `GET /admin/audit` for `centaur audit` (the API checks the values).
+pub fn audit_query(args: &crate::args::AuditArgs) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(since) = text(&args.since) {
+        query.push(("since", since));
+    }
+    if let Some(principal) = text(&args.principal) {
+        query.push(("principal", principal));
+    }
+    if let Some(action) = text(&args.action) {
+        query.push(("action", action));
+    }
+    if let Some(limit) = args.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    if let Some(before) = args.before {
+        query.push(("before", before.to_string()));
+    }
+    query
+}
+
 /// The body of `POST /agent/threads/{thread_key}/release`.
 pub fn release_body(cancel_inflight: bool) -> Value {
     json!({"cancel_inflight": cancel_inflight})

@@ -235,6 +235,25 @@ try {
     assert.equal(refused, 401, 'the revoked key is refused');
   });
 
+  await step('the audit log shows who ran the turn and changed the keys', async () => {
+    await page.click('#nav a[data-view="audit"]');
+    await page.locator('#audit table').waitFor();
+    await page.fill('#audit-principal', 'console-operator');
+    await page.click('#audit-filter button[type=submit]');
+    const turn = page.locator('#audit tr[data-action="execute"]', { hasText: liveId });
+    await turn.waitFor();
+    assert.match(await turn.textContent(), /api_key/, 'the turn was started with the signed-in key');
+    await page.locator('#audit tr[data-action="cancel"]').first().waitFor();
+    await page.locator('#audit tr[data-action="key_revoke"]').waitFor();
+    const kinds = await page.locator('#audit tbody tr').evaluateAll((rows) =>
+      [...new Set(rows.map((row) => row.dataset.principalKind))]);
+    assert.deepEqual(kinds, ['api_key'], 'the filter keeps only the key\'s entries');
+    await shot(page, '11-audit');
+    await page.fill('#audit-principal', 'nobody-at-all');
+    await page.click('#audit-filter button[type=submit]');
+    await page.locator('#audit p.muted', { hasText: 'No audit entries match' }).waitFor();
+  });
+
   await step('the key is kept in memory only', async () => {
     const kept = await page.evaluate(() => ({
       local: window.localStorage.length,

@@ -362,6 +362,35 @@ async fn keys_pool_and_doctor_through_the_cli() {
         .expect(2);
     assert!(ran.stderr.contains("not found (HTTP 404)"), "{ran:#?}");
 
+    // The audit log names who created and revoked the keys; a bad --since is the API's 422.
+    let ran = centaur(
+        &stack,
+        &["audit", "--principal", "local", "--action", "key_revoke"],
+    )
+    .await
+    .expect(0);
+    assert!(
+        ran.stdout.contains("key_revoke") && ran.stdout.contains(&agent_id),
+        "{ran:#?}"
+    );
+    let page = centaur(&stack, &["--json", "audit", "--action", "key_create"])
+        .await
+        .expect(0)
+        .json();
+    let kinds: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["principal_kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["local_operator", "local_operator"], "{page}");
+    let ran = centaur(&stack, &["audit", "--since", "last tuesday"])
+        .await
+        .expect(2);
+    assert!(ran.stderr.contains("since must be"), "{ran:#?}");
+    let ran = centaur_with(api, Some(&key), &["audit"]).await.expect(2);
+    assert!(ran.stderr.contains("HTTP 401"), "{ran:#?}");
+
     // The warm pool (disabled in the test stack) and doctor as the local operator.
     let ran = centaur(&stack, &["pool"]).await.expect(0);
     assert!(ran.stdout.starts_with("warm pool: "), "{ran:#?}");

@@ -1,7 +1,8 @@
 //! The web console in a real browser: `tests/console/console.mjs` drives Debian's Chromium
 //! with playwright-core against a live stack (`api` + `dispatcher` + local sandboxes running
 //! the `echo` harness): sign-in, a turn whose events appear live, the cancel of another,
-//! threads, health, pool, usage and API keys; screenshots land in `tests/console/artifacts`.
+//! threads, health, pool, usage, API keys and the audit log (the turn's entry under the
+//! signed-in key); screenshots land in `tests/console/artifacts`.
 //! Needs `/usr/bin/chromium` (`apt-get install -y chromium`) and
 //! `npm install --prefix tests/console`, which `scripts/test.sh` does.
 #![allow(clippy::unwrap_used)]

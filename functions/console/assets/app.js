@@ -242,6 +242,7 @@ const ROUTES = [
   [/^#\/pool$/, 'pool', (root, view) => poolView(root, view)],
   [/^#\/usage$/, 'usage', (root, view) => usageView(root, view)],
   [/^#\/keys$/, 'keys', (root, view) => keysView(root, view)],
+  [/^#\/audit$/, 'audit', (root, view) => auditView(root, view)],
 ];
 
 function route() {
@@ -765,6 +766,71 @@ function keysView(root, view) {
       ['', (k) => k.active && h('button', { type: 'button', class: 'danger small', onclick: () => revoke(k) }, 'Revoke')],
     ], keys, (k) => ({ 'data-key': k.name }));
   });
+}
+
+// ---------------------------------------------------------------- audit log (admin)
+
+const AUDIT_PAGE = 50;
+
+function auditView(root, view) {
+  const principal = h('input', {
+    id: 'audit-principal', spellcheck: 'false', placeholder: 'key id or name, local, sandbox id, T…:U…',
+  });
+  const since = h('select', { id: 'audit-since' },
+    [['', 'everything retained'], ['24h', 'last 24 hours'], ['7d', 'last 7 days'], ['30d', 'last 30 days']]
+      .map(([value, label]) => h('option', { value }, label)));
+  const list = h('div', { id: 'audit' });
+  const more = h('button', { type: 'button', id: 'audit-more', class: 'quiet', hidden: true }, 'Older entries');
+  let before = null; // the cursor of the next (older) page
+  let rows = [];
+  const query = () => {
+    const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+    if (principal.value.trim()) params.set('principal', principal.value.trim());
+    if (since.value) params.set('since', since.value);
+    if (before !== null) params.set('before', String(before));
+    return `/admin/audit?${params}`;
+  };
+  const render = () => rows.length
+    ? table([
+      ['When', (e) => when(e.at)],
+      ['Action', (e) => h('strong', {}, e.action)],
+      ['Principal', (e) => [badge(e.principal_kind), ' ', e.principal_name]],
+      ['Principal id', (e) => h('code', {}, e.principal_id)],
+      ['Thread', (e) => e.thread_key ? threadLink(e.thread_key) : '—'],
+      ['Execution', (e) => e.execution_id ? executionLink(e.execution_id) : '—'],
+      ['Key', (e) => e.key_id ? h('code', {}, e.key_id) : '—'],
+      ['Peer', (e) => e.peer || '—'],
+    ], rows, (e) => ({ 'data-action': e.action, 'data-principal-kind': e.principal_kind }))
+    : h('p', { class: 'muted' }, 'No audit entries match.');
+  const load = live(view, list, 0, async (signal) => {
+    before = null;
+    const page = await api('GET', query(), undefined, { signal });
+    rows = page.entries || [];
+    before = page.next_before ?? null;
+    more.hidden = before === null;
+    return render();
+  });
+  async function older() {
+    try {
+      const page = await api('GET', query(), undefined, { signal: view.signal });
+      rows = rows.concat(page.entries || []);
+      before = page.next_before ?? null;
+      more.hidden = before === null;
+      list.replaceChildren(render());
+    } catch (err) {
+      if (view.alive && err.name !== 'AbortError') list.replaceChildren(errorBox(err));
+    }
+  }
+  more.addEventListener('click', older);
+  root.append(h('h1', {}, 'Audit log'),
+    h('form', { class: 'card', id: 'audit-filter', onsubmit: (event) => { event.preventDefault(); load(); } },
+      h('h2', {}, 'Who changed what (GET /admin/audit), newest first'),
+      h('div', { class: 'row' },
+        h('label', {}, 'Principal', principal),
+        h('label', { class: 'inline' }, 'Since ', since),
+        h('button', { type: 'submit' }, 'Filter'))),
+    card('Entries', list, more));
+  since.addEventListener('change', load);
 }
 
 // ---------------------------------------------------------------- start
