@@ -67,7 +67,9 @@ pub async fn run(
         }
     }
     if let Some(progress) = progress {
-        let _ = progress.await;
+        if let Err(err) = progress.await {
+            tracing::error!(%err, "the Slack progress task panicked");
+        }
     }
 }
 

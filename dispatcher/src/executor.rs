@@ -950,7 +950,7 @@ mod tests {
             execution_id: "exe_0123456789abcdef".into(),
             thread_key: "slack:T1:C1:1700000000.000100".into(),
             harness: "echo".into(),
-            status: "running".into(),
+            status: centaur_core::ExecutionStatus::Running,
             worker_id: "w1".into(),
             attempt: 1,
             sandbox_id: None,

@@ -112,16 +112,29 @@ async fn main() -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down; running sandboxes are kept for re-attach");
-    let _ = stop_tx.send(true);
-    let _ = maintenance.await;
+    // Every task holds a receiver until it returns, so the send reaches them all.
+    stop_tx.send_replace(true);
+    joined("maintenance", maintenance.await);
     if let Some(deliverer) = deliverer {
-        let _ = deliverer.await;
+        joined("delivery", deliverer.await);
     }
     if let Some(consumer) = consumer {
-        let _ = consumer.await;
+        joined("consumer", consumer.await);
     }
-    let _ = http.await;
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(%err, "the health server failed"),
+        Err(err) => tracing::error!(%err, "the health server's task panicked"),
+    }
     Ok(())
+}
+
+/// Logs a background task that ended by panicking (its work is not lost: executions are
+/// leased and deliveries claimed, so another dispatcher or the next start picks them up).
+fn joined(task: &str, result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result {
+        tracing::error!(%err, task, "a dispatcher task panicked");
+    }
 }
 
 async fn shutdown_signal() {

@@ -69,8 +69,12 @@ pub async fn round(
         let id = row.execution_id.clone();
         if let Err(err) = update(dispatcher, slack, config, budget, row).await {
             tracing::warn!(%err, execution_id = %id, "progress update failed");
-            let _ = progress::release(&dispatcher.pool, &id, owner, None, config.progress_interval)
-                .await;
+            let released =
+                progress::release(&dispatcher.pool, &id, owner, None, config.progress_interval)
+                    .await;
+            if let Err(err) = released {
+                tracing::warn!(%err, execution_id = %id, "could not release the progress lease; it expires on its own");
+            }
         }
     }
     Ok(count)

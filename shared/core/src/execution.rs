@@ -110,6 +110,13 @@ impl FromStr for ExecutionStatus {
     }
 }
 
+impl TryFrom<String> for ExecutionStatus {
+    type Error = UnknownStatus;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+    }
+}
+
 impl fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -5,6 +5,7 @@
 //! one conditional statement that also writes its `execution_state` event (a data-
 //! modifying CTE: `WITH t AS (UPDATE … RETURNING …) INSERT INTO execution_events …`).
 
+use crate::error::optional_column;
 use crate::events::{self, kinds};
 use crate::StoreError;
 use centaur_core::{ExecutionStatus, TerminalReason};
@@ -34,8 +35,14 @@ pub struct Lease {
 pub struct ClaimedExecution {
     pub execution_id: String,
     pub thread_key: String,
+    /// The stored harness name, as written. Deliberately not parsed here: the claim has
+    /// already committed, and a name this build does not know makes the turn unrunnable
+    /// (the dispatcher fails it with `sandbox_start_failed`) instead of failing the claim,
+    /// which would hand the execution back to be claimed again forever.
     pub harness: String,
-    pub status: String,
+    /// `running` or `cancel_requested` (the column's CHECK allows only known statuses).
+    #[sqlx(try_from = "String")]
+    pub status: ExecutionStatus,
     /// The claimer (the lease holder).
     pub worker_id: String,
     /// The claim's number (1 for the first claim).
@@ -195,12 +202,9 @@ pub async fn claim(
             &row,
         )?)));
     }
-    let found: Option<String> = row.try_get("found_status")?;
-    let terminal = found.as_deref().is_none_or(|status| {
-        status
-            .parse::<ExecutionStatus>()
-            .is_ok_and(ExecutionStatus::is_terminal)
-    });
+    let found: Option<ExecutionStatus> =
+        optional_column("executions.status", row.try_get("found_status")?)?;
+    let terminal = found.is_none_or(ExecutionStatus::is_terminal);
     Ok(if terminal {
         ClaimOutcome::Finished
     } else if row.try_get::<bool, _>("blocked")? {

@@ -4,7 +4,7 @@
 //! state change one statement with its `execution_state` event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use centaur_core::TerminalReason;
+use centaur_core::{ExecutionStatus, TerminalReason};
 use centaur_store::dispatch::{self, ClaimOutcome, ClaimedExecution, Finish, Lease};
 use centaur_store::start_retries;
 use serde_json::{json, Value};
@@ -133,7 +133,7 @@ async fn a_claim_takes_a_queued_execution_with_its_event_and_holds_the_lease(poo
 
     let execution = claimed(&pool, FIRST, "w1").await;
 
-    assert_eq!(execution.status, "running");
+    assert_eq!(execution.status, ExecutionStatus::Running);
     assert_eq!(execution.worker_id, "w1");
     assert_eq!(execution.attempt, 1);
     assert_eq!(execution.queue_receipt.as_deref(), Some("receipt-1"));
