@@ -208,7 +208,7 @@ mod tests {
             actor: centaur_store::audit::Actor::local_operator(None),
         };
         let (response, _) = executions::create(pool, &request, "codex").await.unwrap();
-        response["execution_id"].as_str().unwrap().to_owned()
+        response.execution_id
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(body["executions"].as_array().unwrap().len(), 1);
         assert_eq!(
             body["executions"][0]["execution_id"],
-            second["execution_id"]
+            json!(second.execution_id)
         );
         assert_ne!(body["executions"][0]["execution_id"], json!(first));
         let (status, _) = client

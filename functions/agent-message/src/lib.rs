@@ -102,7 +102,7 @@ async fn post_one(
     let response = responses
         .pop()
         .ok_or_else(|| ApiError::Internal("the store answered no message".into()))?;
-    Ok(Json(validate::stored_response(response)?))
+    Ok(Json(response))
 }
 
 /// `POST /agent/messages`: stores several messages, all or nothing.
@@ -144,8 +144,8 @@ async fn post_batch(
     )
     .await?;
     let message_ids: Vec<String> = responses
-        .iter()
-        .filter_map(|r| r["message_id"].as_str().map(str::to_owned))
+        .into_iter()
+        .map(|response| response.message_id)
         .collect();
     Ok(Json(MessageBatchResponse {
         ok: true,

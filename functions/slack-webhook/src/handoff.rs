@@ -6,7 +6,7 @@
 //! thread's releases its assignment and starts the next one, keeping whichever of the two
 //! the message did not name.
 
-use centaur_core::api::codes;
+use centaur_core::api::{codes, ExecuteResponse};
 use centaur_core::canonical::request_hash;
 use centaur_core::ExecutionStatus;
 use centaur_http::{turn, validate, ApiError, AppState, Peer};
@@ -164,18 +164,12 @@ fn workspace_for(state: &AppState, repo: Option<&str>) -> Result<WorkspaceChoice
 async fn outcome(
     state: &AppState,
     message: &IncomingMessage,
-    executed: Result<(Value, bool), TurnError>,
+    executed: Result<(ExecuteResponse, bool), TurnError>,
 ) -> Outcome {
     let err = match executed {
         Ok((response, _)) => {
-            return match response["execution_id"].as_str() {
-                Some(id) => Outcome::Queued {
-                    execution_id: id.to_owned(),
-                },
-                None => Outcome::Refused {
-                    code: codes::INTERNAL,
-                    reason: "the turn was stored without an execution id".into(),
-                },
+            return Outcome::Queued {
+                execution_id: response.execution_id,
             };
         }
         Err(err) => err,

@@ -2,23 +2,23 @@
 //! share, called in-process by both (the webhook makes no HTTP call to its own API).
 
 use crate::state::AppState;
+use centaur_core::api::ExecuteResponse;
 use centaur_queue::QueueMessage;
 use centaur_store::assignments::WorkspaceChoice;
 use centaur_store::executions::{self, NewExecution};
 use centaur_store::TurnError;
-use serde_json::Value;
 
 /// Creates the execution — on the one-call path also attaching to (or creating) the
 /// thread's assignment and storing its first message, all in one transaction, so the turn
 /// is durable when this returns. On the Postgres queue the queue message and its NOTIFY
 /// are written in that same transaction (one commit); on SQS the wake-up is sent after it
-/// (a lost send is repaired by the dispatcher's sweep). Returns the 202 body and whether a
+/// (a lost send is repaired by the dispatcher's sweep). Returns the 202 answer and whether a
 /// new execution was created (false for an idempotent replay, which is not enqueued again).
 pub async fn execute(
     state: &AppState,
     request: &NewExecution,
     workspace: &WorkspaceChoice,
-) -> Result<(Value, bool), TurnError> {
+) -> Result<(ExecuteResponse, bool), TurnError> {
     let in_database = state.queue.in_database();
     let (response, created) = executions::create_and_enqueue(
         &state.pool,
@@ -30,10 +30,7 @@ pub async fn execute(
     .await?;
     if created && !in_database {
         let message = QueueMessage {
-            execution_id: response["execution_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            execution_id: response.execution_id.clone(),
             thread_key: request.thread_key.clone(),
         };
         if let Err(err) = state.queue.send(&message).await {

@@ -6,21 +6,7 @@ use centaur_core::api::codes;
 use centaur_core::api::MAX_AGENTS_MD_OVERRIDE_BYTES;
 use centaur_core::{Harness, RepoRef, ThreadKey};
 use centaur_store::assignments::WorkspaceChoice;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-/// A JSON value as a typed request (422 naming the field on mismatch).
-pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
-    T::deserialize(value)
-        .map_err(|err| ApiError::validation(format!("invalid request body: {err}")))
-}
-
-/// A store answer (stored as JSON, e.g. an idempotent replay) as the typed response it
-/// was written from; a mismatch is a bug (500).
-pub fn stored_response<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value)
-        .map_err(|err| ApiError::Internal(format!("stored response does not parse: {err}")))
-}
 
 /// A valid thread key (422 otherwise).
 pub fn thread_key(raw: &str) -> Result<ThreadKey, ApiError> {

@@ -4,9 +4,10 @@
 
 use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
-use crate::executions;
+use crate::idempotency::{self, Keyed};
+use crate::inflight;
 use crate::StoreError;
-use serde_json::{json, Value};
+use centaur_core::api::{ReleaseResponse, SpawnResponse};
 use sqlx::{PgConnection, PgPool};
 
 /// The active assignment of a thread.
@@ -72,58 +73,6 @@ pub async fn require_generation(
         });
     }
     Ok(assignment)
-}
-
-/// Looks up an idempotency record: `Some(stored response)` for the same payload,
-/// a mismatch error for a different one, `None` if the key is new.
-pub async fn replay(
-    conn: &mut PgConnection,
-    table: &'static str,
-    key_column: &'static str,
-    thread_key: &str,
-    key: &str,
-    request_hash: &str,
-) -> Result<Option<Value>, TurnError> {
-    let stored: Option<(String, Value)> = sqlx::query_as(&format!(
-        "SELECT request_hash, response_json FROM {table} WHERE thread_key = $1 AND {key_column} = $2"
-    ))
-    .bind(thread_key)
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
-    match stored {
-        None => Ok(None),
-        Some((hash, mut response)) if hash == request_hash => {
-            response["idempotent"] = json!(true);
-            Ok(Some(response))
-        }
-        Some(_) => Err(TurnError::IdempotencyMismatch {
-            key_name: key_column,
-            key: key.to_owned(),
-        }),
-    }
-}
-
-/// Stores an idempotency record.
-pub async fn remember(
-    conn: &mut PgConnection,
-    table: &'static str,
-    key_column: &'static str,
-    thread_key: &str,
-    key: &str,
-    request_hash: &str,
-    response: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO {table} (thread_key, {key_column}, request_hash, response_json) VALUES ($1, $2, $3, $4)"
-    ))
-    .bind(thread_key)
-    .bind(key)
-    .bind(request_hash)
-    .bind(response)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// The prompt bundle a harness's sandboxes receive.
@@ -221,7 +170,7 @@ pub async fn spawn(
     requested: Option<&str>,
     default_harness: &str,
     request_hash: &str,
-) -> Result<Value, TurnError> {
+) -> Result<SpawnResponse, TurnError> {
     spawn_in_workspace(
         pool,
         thread_key,
@@ -248,40 +197,45 @@ pub async fn spawn_in_workspace(
     workspace: &WorkspaceChoice,
     request_hash: &str,
     actor: &Actor,
-) -> Result<Value, TurnError> {
+) -> Result<SpawnResponse, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
     if let Some(key) = spawn_id {
-        if let Some(stored) = replay(
-            &mut tx,
-            "spawn_requests",
-            "spawn_id",
-            thread_key,
-            key,
-            request_hash,
-        )
-        .await?
+        if let Some(stored) =
+            idempotency::replay(&mut tx, Keyed::Spawn, thread_key, key, request_hash).await?
         {
             return Ok(stored);
         }
     }
     let assignment =
         attach_or_create(&mut tx, thread_key, requested, default_harness, workspace).await?;
-    let busy = executions::has_unfinished(&mut tx, thread_key).await?;
-    let response = json!({
-        "ok": true,
-        "thread_key": thread_key,
-        "assignment_generation": assignment.assignment_generation,
-        "assignment_state": if busy { "assigned_busy" } else { "assigned_idle" },
-        "harness": assignment.harness,
-        "prompt_ref": assignment.prompt_ref,
-        "repo": assignment.repo,
-    });
+    let busy = inflight::has_unfinished(&mut tx, thread_key).await?;
+    let harness = assignment
+        .harness
+        .parse()
+        .map_err(|_| StoreError::UnknownValue {
+            column: "runtime_assignments.harness",
+            value: assignment.harness.clone(),
+        })?;
+    let response = SpawnResponse {
+        ok: true,
+        thread_key: thread_key.to_owned(),
+        assignment_generation: assignment.assignment_generation,
+        assignment_state: if busy {
+            "assigned_busy"
+        } else {
+            "assigned_idle"
+        }
+        .to_owned(),
+        harness,
+        prompt_ref: assignment.prompt_ref,
+        repo: assignment.repo,
+        idempotent: false,
+    };
     if let Some(key) = spawn_id {
-        remember(
+        idempotency::remember(
             &mut tx,
-            "spawn_requests",
-            "spawn_id",
+            Keyed::Spawn,
             thread_key,
             key,
             request_hash,
@@ -322,19 +276,12 @@ pub async fn release(
     cancel_inflight: bool,
     request_hash: &str,
     actor: &Actor,
-) -> Result<Value, TurnError> {
+) -> Result<ReleaseResponse, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
     if let Some(key) = release_id {
-        if let Some(stored) = replay(
-            &mut tx,
-            "release_requests",
-            "release_id",
-            thread_key,
-            key,
-            request_hash,
-        )
-        .await?
+        if let Some(stored) =
+            idempotency::replay(&mut tx, Keyed::Release, thread_key, key, request_hash).await?
         {
             return Ok(stored);
         }
@@ -357,22 +304,22 @@ pub async fn release(
             .await?,
         };
     let cancelled = if cancel_inflight && released.is_some() {
-        executions::cancel_thread_inflight(&mut tx, thread_key).await?
+        inflight::cancel_thread(&mut tx, thread_key).await?
     } else {
         Vec::new()
     };
-    let response = json!({
-        "ok": true,
-        "thread_key": thread_key,
-        "released": released.is_some(),
-        "assignment_generation": generation,
-        "cancelled_execution_ids": cancelled,
-    });
+    let response = ReleaseResponse {
+        ok: true,
+        thread_key: thread_key.to_owned(),
+        released: released.is_some(),
+        assignment_generation: generation,
+        cancelled_execution_ids: cancelled,
+        idempotent: false,
+    };
     if let Some(key) = release_id {
-        remember(
+        idempotency::remember(
             &mut tx,
-            "release_requests",
-            "release_id",
+            Keyed::Release,
             thread_key,
             key,
             request_hash,

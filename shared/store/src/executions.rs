@@ -5,12 +5,15 @@ use crate::assignments::{check_attach, lock_thread, prompt_ref, Assignment, Work
 use crate::audit::{Actor, INSERT_COLUMNS as AUDIT_COLUMNS};
 use crate::error::{column, optional_column, TurnError};
 use crate::events::{self, kinds};
+use crate::inflight;
 use crate::messages::NewMessage;
 use crate::StoreError;
-use centaur_core::api::{ExecutionView, Usage};
+use centaur_core::api::{ExecuteResponse, ExecutionView, Usage};
 use centaur_core::{ExecutionId, ExecutionStatus, TerminalReason};
-use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+
+pub use crate::inflight::CancelOutcome;
+use serde_json::Value;
+use sqlx::PgPool;
 
 /// Failed executions on one thread within [`FAILURE_LOOP_WINDOW_SECS`] that block new ones.
 pub const FAILURE_LOOP_LIMIT: i64 = 3;
@@ -35,27 +38,13 @@ pub struct NewExecution {
     pub actor: Actor,
 }
 
-/// True if the thread has an execution that is not terminal.
-pub async fn has_unfinished(
-    conn: &mut PgConnection,
-    thread_key: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE thread_key = $1
-                        AND status NOT IN ('completed','failed_permanent','cancelled'))",
-    )
-    .bind(thread_key)
-    .fetch_one(conn)
-    .await
-}
-
-/// Creates a queued execution. Returns the 202 body and whether a new row was created
+/// Creates a queued execution. Returns the 202 answer and whether a new row was created
 /// (false for an idempotent replay, which must not be enqueued again).
 pub async fn create(
     pool: &PgPool,
     request: &NewExecution,
     default_harness: &str,
-) -> Result<(Value, bool), TurnError> {
+) -> Result<(ExecuteResponse, bool), TurnError> {
     create_in_workspace(pool, request, default_harness, &WorkspaceChoice::default()).await
 }
 
@@ -65,7 +54,7 @@ pub async fn create_in_workspace(
     request: &NewExecution,
     default_harness: &str,
     workspace: &WorkspaceChoice,
-) -> Result<(Value, bool), TurnError> {
+) -> Result<(ExecuteResponse, bool), TurnError> {
     create_and_enqueue(pool, request, default_harness, workspace, None).await
 }
 
@@ -113,7 +102,7 @@ pub async fn create_and_enqueue(
     default_harness: &str,
     workspace: &WorkspaceChoice,
     queue_channel: Option<&str>,
-) -> Result<(Value, bool), TurnError> {
+) -> Result<(ExecuteResponse, bool), TurnError> {
     let thread_key = request.thread_key.as_str();
     let message = request.first_message.as_ref();
     let message_key = message.and_then(|m| m.message_id.as_deref());
@@ -154,10 +143,14 @@ pub async fn create_and_enqueue(
                 key: key.clone(),
             });
         }
-        let response = json!({
-            "ok": true, "execution_id": execution_id, "execute_id": key,
-            "assignment_generation": generation, "status": status, "idempotent": true,
-        });
+        let response = ExecuteResponse {
+            ok: true,
+            execution_id: execution_id.clone(),
+            execute_id: key.clone(),
+            assignment_generation: generation,
+            status: column("executions.status", status.clone())?,
+            idempotent: true,
+        };
         return Ok((response, false));
     }
     // The assignment: the caller's generation, the active one, or (one-call path) a new one.
@@ -324,10 +317,14 @@ pub async fn create_and_enqueue(
         return Err(TurnError::NoPendingMessages(thread_key.to_owned()));
     }
     tx.commit().await?;
-    let response = json!({
-        "ok": true, "execution_id": execution_id.as_str(), "execute_id": execute_id,
-        "assignment_generation": generation, "status": "queued",
-    });
+    let response = ExecuteResponse {
+        ok: true,
+        execution_id: execution_id.to_string(),
+        execute_id,
+        assignment_generation: generation,
+        status: ExecutionStatus::Queued,
+        idempotent: false,
+    };
     Ok((response, true))
 }
 
@@ -445,86 +442,6 @@ pub async fn list_for_thread(
     rows.into_iter().map(ExecutionView::try_from).collect()
 }
 
-/// What a cancel did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// Not started yet: cancelled at once.
-    Cancelled,
-    /// Running: the dispatcher will stop the sandbox and finish it as cancelled.
-    Requested,
-    /// Already terminal or already requested: nothing changed.
-    Unchanged(ExecutionStatus),
-    /// No such execution.
-    NotFound,
-}
-
-async fn cancel_locked(
-    conn: &mut PgConnection,
-    execution_id: &str,
-    reason: TerminalReason,
-) -> Result<CancelOutcome, StoreError> {
-    let queued: Option<String> = sqlx::query_scalar(
-        "UPDATE executions SET status = 'cancelled', terminal_reason = $2, completed_at = now(),
-             worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-         WHERE execution_id = $1 AND status IN ('queued','retry_wait') RETURNING thread_key",
-    )
-    .bind(execution_id)
-    .bind(reason.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(thread_key) = queued {
-        let state = json!({"status": "cancelled", "terminal_reason": reason.as_str()});
-        events::append(
-            &mut *conn,
-            &thread_key,
-            Some(execution_id),
-            kinds::EXECUTION_STATE,
-            &state,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE delivery_outbox SET state = 'pending', payload = $2, next_attempt_at = now(), updated_at = now()
-             WHERE execution_id = $1 AND state = 'awaiting_terminal'",
-        )
-        .bind(execution_id)
-        .bind(centaur_core::delivery::payload(execution_id, reason, None))
-        .execute(&mut *conn)
-        .await?;
-        return Ok(CancelOutcome::Cancelled);
-    }
-    let running: Option<String> = sqlx::query_scalar(
-        "UPDATE executions SET status = 'cancel_requested', updated_at = now()
-         WHERE execution_id = $1 AND status = 'running' RETURNING thread_key",
-    )
-    .bind(execution_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(thread_key) = running {
-        let state = json!({"status": "cancel_requested", "terminal_reason": reason.as_str()});
-        events::append(
-            &mut *conn,
-            &thread_key,
-            Some(execution_id),
-            kinds::EXECUTION_STATE,
-            &state,
-        )
-        .await?;
-        return Ok(CancelOutcome::Requested);
-    }
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM executions WHERE execution_id = $1")
-            .bind(execution_id)
-            .fetch_optional(conn)
-            .await?;
-    match status {
-        Some(status) => Ok(CancelOutcome::Unchanged(column(
-            "executions.status",
-            status,
-        )?)),
-        None => Ok(CancelOutcome::NotFound),
-    }
-}
-
 /// `POST /agent/executions/{id}/cancel`; a cancel that changed something writes `actor`'s
 /// `cancel` audit row in the same transaction.
 pub async fn cancel(
@@ -533,7 +450,7 @@ pub async fn cancel(
     actor: &Actor,
 ) -> Result<CancelOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let outcome = cancel_locked(&mut tx, execution_id, TerminalReason::Cancelled).await?;
+    let outcome = inflight::cancel(&mut tx, execution_id, TerminalReason::Cancelled).await?;
     if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
         sqlx::query(&format!(
             "INSERT INTO audit_log ({AUDIT_COLUMNS})
@@ -550,22 +467,4 @@ pub async fn cancel(
     }
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// Cancels every unfinished execution of a thread (release with `cancel_inflight`).
-pub async fn cancel_thread_inflight(
-    conn: &mut PgConnection,
-    thread_key: &str,
-) -> Result<Vec<String>, StoreError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT execution_id FROM executions WHERE thread_key = $1
-           AND status IN ('queued','retry_wait','running') ORDER BY seq",
-    )
-    .bind(thread_key)
-    .fetch_all(&mut *conn)
-    .await?;
-    for id in &ids {
-        cancel_locked(conn, id, TerminalReason::Released).await?;
-    }
-    Ok(ids)
 }

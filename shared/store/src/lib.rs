@@ -11,6 +11,8 @@ pub mod events;
 pub mod executions;
 pub mod harness_reports;
 pub mod history;
+pub mod idempotency;
+pub mod inflight;
 pub mod messages;
 pub mod migrate;
 pub mod notices;

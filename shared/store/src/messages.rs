@@ -1,10 +1,12 @@
 //! `messages`: what people said on a thread, handed to the next execution.
 
-use crate::assignments::{lock_thread, remember, replay, require_generation};
+use crate::assignments::{lock_thread, require_generation};
 use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
 use crate::events::{self, kinds};
+use crate::idempotency::{self, Keyed};
 use crate::StoreError;
+use centaur_core::api::MessageResponse;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
@@ -36,23 +38,18 @@ impl NewMessage {
     }
 }
 
-/// Stores one message inside the caller's locked transaction and returns the response.
+/// Stores one message inside the caller's locked transaction and returns its answer (the
+/// stored one, marked `idempotent`, for a replayed `message_id`).
 pub async fn insert(
     conn: &mut PgConnection,
     thread_key: &str,
     generation: i64,
     message: &NewMessage,
-) -> Result<Value, TurnError> {
+) -> Result<MessageResponse, TurnError> {
     if let Some(key) = &message.message_id {
-        if let Some(stored) = replay(
-            conn,
-            "message_requests",
-            "message_id",
-            thread_key,
-            key,
-            &message.request_hash,
-        )
-        .await?
+        if let Some(stored) =
+            idempotency::replay(conn, Keyed::Message, thread_key, key, &message.request_hash)
+                .await?
         {
             return Ok(stored);
         }
@@ -79,13 +76,16 @@ pub async fn insert(
     });
     let stored_event_id =
         events::append(&mut *conn, thread_key, None, kinds::MESSAGE, &event).await?;
-    let response =
-        json!({"ok": true, "message_id": message_id, "stored_event_id": stored_event_id});
+    let response = MessageResponse {
+        ok: true,
+        message_id,
+        stored_event_id,
+        idempotent: false,
+    };
     if let Some(key) = &message.message_id {
-        remember(
+        idempotency::remember(
             conn,
-            "message_requests",
-            "message_id",
+            Keyed::Message,
             thread_key,
             key,
             &message.request_hash,
@@ -105,7 +105,7 @@ pub async fn post(
     generation: i64,
     messages: &[NewMessage],
     actor: &Actor,
-) -> Result<Vec<Value>, TurnError> {
+) -> Result<Vec<MessageResponse>, TurnError> {
     let mut tx = pool.begin().await?;
     lock_thread(&mut tx, thread_key).await?;
     require_generation(&mut tx, thread_key, generation).await?;
@@ -113,10 +113,7 @@ pub async fn post(
     for message in messages {
         responses.push(insert(&mut tx, thread_key, generation, message).await?);
     }
-    if responses
-        .iter()
-        .any(|response| response.get("idempotent") != Some(&Value::Bool(true)))
-    {
+    if responses.iter().any(|response| !response.idempotent) {
         audit::record(&mut tx, actor, Action::Message, Target::thread(thread_key)).await?;
     }
     tx.commit().await?;

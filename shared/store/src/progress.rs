@@ -166,7 +166,7 @@ mod tests {
             actor: crate::audit::Actor::local_operator(None),
         };
         let (created, _) = executions::create(pool, &request, "codex").await.unwrap();
-        created["execution_id"].as_str().unwrap().to_owned()
+        created.execution_id
     }
 
     async fn finish(pool: &PgPool, id: &str) {
