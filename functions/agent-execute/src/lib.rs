@@ -92,7 +92,7 @@ async fn execute(
         metadata: validate::optional_object(request.metadata.as_ref(), "metadata")?,
         request_hash: hash,
         first_message,
-        harness: request.harness.map(|h| h.as_str().to_owned()),
+        harness: request.harness,
         actor: principal.actor(),
     };
     let workspace = validate::workspace(
@@ -151,9 +151,16 @@ mod tests {
     }
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
-            .await
-            .unwrap();
+        centaur_store::assignments::spawn(
+            pool,
+            thread,
+            None,
+            Some(centaur_core::Harness::Echo),
+            centaur_core::Harness::Codex,
+            "h",
+        )
+        .await
+        .unwrap();
         posted(pool, thread, "hello").await;
     }
 

@@ -190,9 +190,16 @@ mod tests {
     use sqlx::PgPool;
 
     async fn queued(pool: &PgPool, thread: &str) -> String {
-        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
-            .await
-            .unwrap();
+        centaur_store::assignments::spawn(
+            pool,
+            thread,
+            None,
+            Some(centaur_core::Harness::Echo),
+            centaur_core::Harness::Codex,
+            "h",
+        )
+        .await
+        .unwrap();
         let request = NewExecution {
             thread_key: thread.into(),
             assignment_generation: Some(1),
@@ -207,7 +214,9 @@ mod tests {
             harness: None,
             actor: centaur_store::audit::Actor::local_operator(None),
         };
-        let (response, _) = executions::create(pool, &request, "codex").await.unwrap();
+        let (response, _) = executions::create(pool, &request, centaur_core::Harness::Codex)
+            .await
+            .unwrap();
         response.execution_id
     }
 
@@ -351,7 +360,9 @@ mod tests {
             harness: None,
             actor: centaur_store::audit::Actor::local_operator(None),
         };
-        let (second, _) = executions::create(&pool, &request, "codex").await.unwrap();
+        let (second, _) = executions::create(&pool, &request, centaur_core::Harness::Codex)
+            .await
+            .unwrap();
         let (status, body) = client
             .get(
                 "/agent/threads/t1/executions?limit=1",

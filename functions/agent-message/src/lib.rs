@@ -240,9 +240,16 @@ mod tests {
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        centaur_store::assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
-            .await
-            .unwrap();
+        centaur_store::assignments::spawn(
+            pool,
+            thread,
+            None,
+            Some(centaur_core::Harness::Echo),
+            centaur_core::Harness::Codex,
+            "h",
+        )
+        .await
+        .unwrap();
     }
 
     fn text(thread: &str, generation: i64, text: &str) -> Value {

@@ -45,8 +45,8 @@ async fn spawn(
         &state.pool,
         thread_key.as_str(),
         request.spawn_id.as_deref(),
-        request.harness.map(|h| h.as_str()),
-        state.config.sandbox.default_harness.as_str(),
+        request.harness,
+        state.config.sandbox.default_harness,
         &workspace,
         &typed_request_hash(&request),
         &principal.actor(),
@@ -509,9 +509,10 @@ mod tests {
             harness: None,
             actor: centaur_store::audit::Actor::local_operator(None),
         };
-        let (created, _) = centaur_store::executions::create(&pool, &request, "codex")
-            .await
-            .unwrap();
+        let (created, _) =
+            centaur_store::executions::create(&pool, &request, centaur_core::Harness::Codex)
+                .await
+                .unwrap();
         let id = created.execution_id.as_str();
         let second = std::time::Duration::from_secs(60);
         let outcome = centaur_store::dispatch::claim(&pool, id, "w1", None, second, second, second)

@@ -292,9 +292,16 @@ mod tests {
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        assignments::spawn(pool, thread, None, Some("echo"), "codex", "h")
-            .await
-            .unwrap();
+        assignments::spawn(
+            pool,
+            thread,
+            None,
+            Some(centaur_core::Harness::Echo),
+            centaur_core::Harness::Codex,
+            "h",
+        )
+        .await
+        .unwrap();
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
@@ -311,7 +318,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["released"], true);
         assert_eq!(body["assignment_generation"], 1);
-        let next = assignments::spawn(&pool, "t1", None, None, "codex", "h2")
+        let next = assignments::spawn(&pool, "t1", None, None, centaur_core::Harness::Codex, "h2")
             .await
             .unwrap();
         assert_eq!(next.assignment_generation, 2);
@@ -394,7 +401,14 @@ mod tests {
         };
         let operator = centaur_store::audit::Actor::local_operator(None);
         assignments::spawn_in_workspace(
-            &pool, "t1", None, None, "codex", &workspace, "h", &operator,
+            &pool,
+            "t1",
+            None,
+            None,
+            centaur_core::Harness::Codex,
+            &workspace,
+            "h",
+            &operator,
         )
         .await
         .unwrap();

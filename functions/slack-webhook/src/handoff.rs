@@ -96,7 +96,7 @@ pub async fn run_turn(
         metadata: json!({}),
         request_hash: hash,
         first_message: Some(stored),
-        harness: message.harness.map(|h| h.as_str().to_owned()),
+        harness: message.harness,
         actor: actor.clone(),
     };
     let workspace = match workspace_for(state, message.repo.as_deref()) {
@@ -119,7 +119,7 @@ pub async fn run_turn(
     };
     if let Some(active) = &active {
         if request.harness.is_none() {
-            request.harness = Some(active.harness.clone());
+            request.harness = Some(active.harness);
         }
     }
     let repo = message

@@ -17,6 +17,13 @@ pub enum Harness {
     Echo,
 }
 
+impl TryFrom<String> for Harness {
+    type Error = UnknownHarness;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+    }
+}
+
 impl<'de> Deserialize<'de> for Harness {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;

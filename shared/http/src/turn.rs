@@ -23,7 +23,7 @@ pub async fn execute(
     let (response, created) = executions::create_and_enqueue(
         &state.pool,
         request,
-        state.config.sandbox.default_harness.as_str(),
+        state.config.sandbox.default_harness,
         workspace,
         in_database.then_some(centaur_queue::postgres::CHANNEL),
     )

@@ -8,6 +8,7 @@ use crate::idempotency::{self, Keyed};
 use crate::inflight;
 use crate::StoreError;
 use centaur_core::api::{ReleaseResponse, SpawnResponse};
+use centaur_core::Harness;
 use sqlx::{PgConnection, PgPool};
 
 /// The active assignment of a thread.
@@ -15,7 +16,9 @@ use sqlx::{PgConnection, PgPool};
 pub struct Assignment {
     pub thread_key: String,
     pub assignment_generation: i64,
-    pub harness: String,
+    /// The column's CHECK allows only the canonical names.
+    #[sqlx(try_from = "String")]
+    pub harness: Harness,
     pub prompt_ref: String,
     /// The repository the thread works in (normal form), if any.
     pub repo: Option<String>,
@@ -76,7 +79,7 @@ pub async fn require_generation(
 }
 
 /// The prompt bundle a harness's sandboxes receive.
-pub fn prompt_ref(harness: &str) -> String {
+pub fn prompt_ref(harness: Harness) -> String {
     format!("prompts/{harness}/v1")
 }
 
@@ -86,14 +89,14 @@ pub fn prompt_ref(harness: &str) -> String {
 /// refusal.
 pub fn check_attach(
     active: &Assignment,
-    requested: Option<&str>,
+    requested: Option<Harness>,
     workspace: &WorkspaceChoice,
     same_override: Option<bool>,
 ) -> Result<(), TurnError> {
     if let Some(requested) = requested.filter(|requested| *requested != active.harness) {
         return Err(TurnError::PromptMismatch {
-            active: active.harness.clone(),
-            requested: requested.to_owned(),
+            active: active.harness,
+            requested,
         });
     }
     if let Some(repo) = &workspace.requested_repo {
@@ -118,8 +121,8 @@ pub fn check_attach(
 pub async fn attach_or_create(
     conn: &mut PgConnection,
     thread_key: &str,
-    requested: Option<&str>,
-    default_harness: &str,
+    requested: Option<Harness>,
+    default_harness: Harness,
     workspace: &WorkspaceChoice,
 ) -> Result<Assignment, TurnError> {
     if let Some(active) = active(conn, thread_key).await? {
@@ -153,7 +156,7 @@ pub async fn attach_or_create(
          RETURNING thread_key, assignment_generation, harness, prompt_ref, repo",
     )
     .bind(thread_key)
-    .bind(harness)
+    .bind(harness.as_str())
     .bind(prompt_ref(harness))
     .bind(repo)
     .bind(&workspace.agents_md_override)
@@ -167,8 +170,8 @@ pub async fn spawn(
     pool: &PgPool,
     thread_key: &str,
     spawn_id: Option<&str>,
-    requested: Option<&str>,
-    default_harness: &str,
+    requested: Option<Harness>,
+    default_harness: Harness,
     request_hash: &str,
 ) -> Result<SpawnResponse, TurnError> {
     spawn_in_workspace(
@@ -192,8 +195,8 @@ pub async fn spawn_in_workspace(
     pool: &PgPool,
     thread_key: &str,
     spawn_id: Option<&str>,
-    requested: Option<&str>,
-    default_harness: &str,
+    requested: Option<Harness>,
+    default_harness: Harness,
     workspace: &WorkspaceChoice,
     request_hash: &str,
     actor: &Actor,
@@ -210,13 +213,6 @@ pub async fn spawn_in_workspace(
     let assignment =
         attach_or_create(&mut tx, thread_key, requested, default_harness, workspace).await?;
     let busy = inflight::has_unfinished(&mut tx, thread_key).await?;
-    let harness = assignment
-        .harness
-        .parse()
-        .map_err(|_| StoreError::UnknownValue {
-            column: "runtime_assignments.harness",
-            value: assignment.harness.clone(),
-        })?;
     let response = SpawnResponse {
         ok: true,
         thread_key: thread_key.to_owned(),
@@ -227,7 +223,7 @@ pub async fn spawn_in_workspace(
             "assigned_idle"
         }
         .to_owned(),
-        harness,
+        harness: assignment.harness,
         prompt_ref: assignment.prompt_ref,
         repo: assignment.repo,
         idempotent: false,

@@ -28,7 +28,10 @@ pub enum TurnError {
     #[error("assignment generation {given} is stale; the active generation is {active}")]
     GenerationStale { given: i64, active: i64 },
     #[error("thread already has an active '{active}' assignment; release it before spawning '{requested}'")]
-    PromptMismatch { active: String, requested: String },
+    PromptMismatch {
+        active: centaur_core::Harness,
+        requested: centaur_core::Harness,
+    },
     /// A spawn named another repo or `agents_md_override` than the active assignment's.
     #[error("{0}")]
     WorkspaceMismatch(String),

@@ -9,7 +9,7 @@ use crate::inflight;
 use crate::messages::NewMessage;
 use crate::StoreError;
 use centaur_core::api::{ExecuteResponse, ExecutionView, Usage};
-use centaur_core::{ExecutionId, ExecutionStatus, TerminalReason};
+use centaur_core::{ExecutionId, ExecutionStatus, Harness, TerminalReason};
 
 pub use crate::inflight::CancelOutcome;
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub struct NewExecution {
     pub request_hash: String,
     /// The one-call path: spawn-or-attach with this harness and store this message first.
     pub first_message: Option<NewMessage>,
-    pub harness: Option<String>,
+    pub harness: Option<Harness>,
     /// Who asks: the `execute` audit row is written by the statement that creates the
     /// execution (not for a replay).
     pub actor: Actor,
@@ -43,7 +43,7 @@ pub struct NewExecution {
 pub async fn create(
     pool: &PgPool,
     request: &NewExecution,
-    default_harness: &str,
+    default_harness: Harness,
 ) -> Result<(ExecuteResponse, bool), TurnError> {
     create_in_workspace(pool, request, default_harness, &WorkspaceChoice::default()).await
 }
@@ -52,7 +52,7 @@ pub async fn create(
 pub async fn create_in_workspace(
     pool: &PgPool,
     request: &NewExecution,
-    default_harness: &str,
+    default_harness: Harness,
     workspace: &WorkspaceChoice,
 ) -> Result<(ExecuteResponse, bool), TurnError> {
     create_and_enqueue(pool, request, default_harness, workspace, None).await
@@ -76,14 +76,21 @@ struct ExecuteRead {
 }
 
 impl ExecuteRead {
-    fn active(&self, thread_key: &str) -> Option<Assignment> {
-        Some(Assignment {
+    fn active(&self, thread_key: &str) -> Result<Option<Assignment>, StoreError> {
+        let (Some(assignment_generation), Some(harness), Some(prompt_ref)) = (
+            self.assignment_generation,
+            self.harness.clone(),
+            self.prompt_ref.clone(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Assignment {
             thread_key: thread_key.to_owned(),
-            assignment_generation: self.assignment_generation?,
-            harness: self.harness.clone()?,
-            prompt_ref: self.prompt_ref.clone()?,
+            assignment_generation,
+            harness: column("runtime_assignments.harness", harness)?,
+            prompt_ref,
             repo: self.repo.clone(),
-        })
+        }))
     }
 }
 
@@ -99,7 +106,7 @@ impl ExecuteRead {
 pub async fn create_and_enqueue(
     pool: &PgPool,
     request: &NewExecution,
-    default_harness: &str,
+    default_harness: Harness,
     workspace: &WorkspaceChoice,
     queue_channel: Option<&str>,
 ) -> Result<(ExecuteResponse, bool), TurnError> {
@@ -154,7 +161,7 @@ pub async fn create_and_enqueue(
         return Ok((response, false));
     }
     // The assignment: the caller's generation, the active one, or (one-call path) a new one.
-    let active = read.active(thread_key);
+    let active = read.active(thread_key)?;
     let (assignment, new_assignment): (Assignment, bool) =
         match (request.assignment_generation, message, active) {
             (Some(_), _, None) | (None, None, None) => {
@@ -168,16 +175,11 @@ pub async fn create_and_enqueue(
             }
             (Some(_), _, Some(active)) | (None, None, Some(active)) => (active, false),
             (None, Some(_), Some(active)) => {
-                check_attach(
-                    &active,
-                    request.harness.as_deref(),
-                    workspace,
-                    read.same_override,
-                )?;
+                check_attach(&active, request.harness, workspace, read.same_override)?;
                 (active, false)
             }
             (None, Some(_), None) => {
-                let harness = request.harness.as_deref().unwrap_or(default_harness);
+                let harness = request.harness.unwrap_or(default_harness);
                 let repo = workspace
                     .requested_repo
                     .as_ref()
@@ -185,7 +187,7 @@ pub async fn create_and_enqueue(
                 let new = Assignment {
                     thread_key: thread_key.to_owned(),
                     assignment_generation: 0,
-                    harness: harness.to_owned(),
+                    harness,
                     prompt_ref: prompt_ref(harness),
                     repo: repo.cloned(),
                 };
@@ -290,7 +292,7 @@ pub async fn create_and_enqueue(
     .bind(&request.delivery)
     .bind(&request.metadata)
     .bind(assignment.assignment_generation)
-    .bind(&assignment.harness)
+    .bind(assignment.harness.as_str())
     .bind(&assignment.prompt_ref)
     .bind(&assignment.repo)
     .bind(&workspace.agents_md_override)

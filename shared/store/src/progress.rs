@@ -162,10 +162,12 @@ mod tests {
             metadata: json!({}),
             request_hash: "h".into(),
             first_message: Some(NewMessage::user_text("hello", "h".into())),
-            harness: Some("echo".into()),
+            harness: Some(centaur_core::Harness::Echo),
             actor: crate::audit::Actor::local_operator(None),
         };
-        let (created, _) = executions::create(pool, &request, "codex").await.unwrap();
+        let (created, _) = executions::create(pool, &request, centaur_core::Harness::Codex)
+            .await
+            .unwrap();
         created.execution_id
     }
 

@@ -23,9 +23,16 @@ async fn stored(pool: &PgPool, table: &str, key_column: &str, key: &str) -> Valu
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
 async fn a_replayed_spawn_is_the_stored_answer_marked_idempotent(pool: PgPool) {
-    let first = assignments::spawn(&pool, "t1", Some("s1"), Some("echo"), "codex", "h")
-        .await
-        .unwrap();
+    let first = assignments::spawn(
+        &pool,
+        "t1",
+        Some("s1"),
+        Some(Harness::Echo),
+        Harness::Codex,
+        "h",
+    )
+    .await
+    .unwrap();
     assert!(!first.idempotent);
     assert_eq!(first.harness, Harness::Echo);
     assert_eq!(
@@ -36,18 +43,32 @@ async fn a_replayed_spawn_is_the_stored_answer_marked_idempotent(pool: PgPool) {
             "prompt_ref": "prompts/echo/v1", "repo": null,
         })
     );
-    let again = assignments::spawn(&pool, "t1", Some("s1"), Some("echo"), "codex", "h")
-        .await
-        .unwrap();
+    let again = assignments::spawn(
+        &pool,
+        "t1",
+        Some("s1"),
+        Some(Harness::Echo),
+        Harness::Codex,
+        "h",
+    )
+    .await
+    .unwrap();
     assert!(again.idempotent);
     assert_eq!(
         (again.assignment_generation, again.harness, again.prompt_ref),
         (1, Harness::Echo, first.prompt_ref)
     );
-    let mismatch = assignments::spawn(&pool, "t1", Some("s1"), Some("echo"), "codex", "other")
-        .await
-        .map(|_| ())
-        .expect_err("another payload");
+    let mismatch = assignments::spawn(
+        &pool,
+        "t1",
+        Some("s1"),
+        Some(Harness::Echo),
+        Harness::Codex,
+        "other",
+    )
+    .await
+    .map(|_| ())
+    .expect_err("another payload");
     assert!(matches!(
         mismatch,
         TurnError::IdempotencyMismatch {
@@ -59,7 +80,7 @@ async fn a_replayed_spawn_is_the_stored_answer_marked_idempotent(pool: PgPool) {
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
 async fn replayed_messages_and_releases_are_typed_too(pool: PgPool) {
-    assignments::spawn(&pool, "t1", None, Some("echo"), "codex", "h")
+    assignments::spawn(&pool, "t1", None, Some(Harness::Echo), Harness::Codex, "h")
         .await
         .unwrap();
     let mut message = NewMessage::user_text("hello", "mh".into());
@@ -88,17 +109,31 @@ async fn replayed_messages_and_releases_are_typed_too(pool: PgPool) {
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
 async fn a_stored_answer_that_does_not_parse_is_a_store_error(pool: PgPool) {
-    assignments::spawn(&pool, "t1", Some("s1"), Some("echo"), "codex", "h")
-        .await
-        .unwrap();
+    assignments::spawn(
+        &pool,
+        "t1",
+        Some("s1"),
+        Some(Harness::Echo),
+        Harness::Codex,
+        "h",
+    )
+    .await
+    .unwrap();
     sqlx::query("UPDATE spawn_requests SET response_json = '{\"ok\": true}' WHERE spawn_id = 's1'")
         .execute(&pool)
         .await
         .unwrap();
-    let err = assignments::spawn(&pool, "t1", Some("s1"), Some("echo"), "codex", "h")
-        .await
-        .map(|_| ())
-        .expect_err("a corrupt stored answer");
+    let err = assignments::spawn(
+        &pool,
+        "t1",
+        Some("s1"),
+        Some(Harness::Echo),
+        Harness::Codex,
+        "h",
+    )
+    .await
+    .map(|_| ())
+    .expect_err("a corrupt stored answer");
     match err {
         TurnError::Store(StoreError::Corrupt(why)) => {
             assert!(
