@@ -6,12 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use centaur_core::api::{ErrorBody, ExecuteRequest, ExecuteResponse, Route};
+use centaur_core::api::{Delivery, ErrorBody, ExecuteRequest, ExecuteResponse, Route};
 use centaur_core::canonical::typed_request_hash;
 use centaur_http::{require, turn, validate, ApiError, ApiJson, AppState, Authorized};
 use centaur_store::executions::NewExecution;
 use centaur_store::messages::NewMessage;
-use serde_json::{json, Value};
 
 /// The routes this function serves.
 pub const ROUTES: &[Route] = &[Route {
@@ -24,33 +23,24 @@ const SLACK_FIELDS: [&str; 4] = ["channel", "thread_ts", "team_id", "user_id"];
 
 /// The delivery of an execution: the request's own, `dev` for the one-call path, else
 /// Slack with the channel fields found in the request's metadata.
-fn delivery(request: &ExecuteRequest, one_call: bool) -> Result<Value, ApiError> {
-    match &request.delivery {
-        Some(Value::Null) | None => {}
-        Some(delivery @ Value::Object(fields)) => {
-            return match fields.get("platform") {
-                Some(Value::String(_)) => Ok(delivery.clone()),
-                _ => Err(ApiError::validation(
-                    "delivery.platform must be a string (slack, dev)",
-                )),
-            };
-        }
-        Some(_) => return Err(ApiError::validation("delivery must be a JSON object")),
+fn delivery(request: &ExecuteRequest, one_call: bool) -> Delivery {
+    if let Some(delivery) = &request.delivery {
+        return delivery.clone();
     }
     if one_call {
-        return Ok(json!({"platform": "dev"}));
+        return Delivery::dev();
     }
-    let mut slack = json!({"platform": "slack"});
+    let mut slack = Delivery::new(Delivery::SLACK);
     for field in SLACK_FIELDS {
         if let Some(value) = request
             .metadata
             .as_ref()
             .and_then(|metadata| metadata.get(field))
         {
-            slack[field] = value.clone();
+            slack = slack.with(field, value.clone());
         }
     }
-    Ok(slack)
+    slack
 }
 
 /// `POST /agent/execute`: accepts a turn (202); on the one-call path (no
@@ -88,7 +78,7 @@ async fn execute(
             .execute_id
             .clone()
             .filter(|id| !id.trim().is_empty()),
-        delivery: delivery(&request, first_message.is_some())?,
+        delivery: delivery(&request, first_message.is_some()),
         metadata: validate::optional_object(request.metadata.as_ref(), "metadata")?,
         request_hash: hash,
         first_message,
@@ -125,6 +115,7 @@ pub fn router(state: AppState) -> Router {
 mod tests {
     use super::*;
     use centaur_http::testing::{apigw_v2_event, create_key, test_state, Caller, TestClient};
+    use serde_json::{json, Value};
     use sqlx::PgPool;
 
     #[tokio::test]
@@ -427,6 +418,36 @@ mod tests {
             .await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["code"], "THREAD_FAILURE_LOOP");
+    }
+
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn a_delivery_without_a_string_platform_is_a_422_naming_platform(pool: PgPool) {
+        spawned(&pool, "t1").await;
+        let client = TestClient::new(router(test_state(pool.clone())));
+        for delivery in [json!({"channel": "C1"}), json!({"platform": 5})] {
+            let body =
+                json!({"thread_key": "t1", "assignment_generation": 1, "delivery": delivery});
+            let (status, answer) = client
+                .post("/agent/execute", &Caller::LocalOperator, &body)
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("platform")
+                    || answer["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("string"),
+                "{answer}"
+            );
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM executions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "nothing is stored for a refused delivery");
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

@@ -204,7 +204,7 @@ mod tests {
             thread_key: thread.into(),
             assignment_generation: Some(1),
             execute_id: None,
-            delivery: json!({"platform": "dev"}),
+            delivery: centaur_core::api::Delivery::dev(),
             metadata: json!({}),
             request_hash: "h".into(),
             first_message: Some(centaur_store::messages::NewMessage::user_text(
@@ -350,7 +350,7 @@ mod tests {
             thread_key: "t1".into(),
             assignment_generation: Some(1),
             execute_id: None,
-            delivery: json!({"platform": "dev"}),
+            delivery: centaur_core::api::Delivery::dev(),
             metadata: json!({}),
             request_hash: "h2".into(),
             first_message: Some(centaur_store::messages::NewMessage::user_text(

@@ -6,7 +6,7 @@
 //! thread's releases its assignment and starts the next one, keeping whichever of the two
 //! the message did not name.
 
-use centaur_core::api::{codes, ExecuteResponse};
+use centaur_core::api::{codes, Delivery, ExecuteResponse};
 use centaur_core::canonical::request_hash;
 use centaur_core::ExecutionStatus;
 use centaur_http::{turn, validate, ApiError, AppState, Peer};
@@ -32,7 +32,7 @@ pub enum Outcome {
 /// The hash that makes a retry of the same Slack message an idempotent replay: over what
 /// the message asks for, never over the thread context read from Slack (which a retry may
 /// read differently).
-fn message_hash(message: &IncomingMessage, delivery: &Value) -> String {
+fn message_hash(message: &IncomingMessage, delivery: &Delivery) -> String {
     request_hash(&json!({
         "slack_message": message.message_id,
         "text": message.text,
@@ -44,11 +44,12 @@ fn message_hash(message: &IncomingMessage, delivery: &Value) -> String {
 }
 
 /// The Slack delivery of the turn's answer.
-pub fn delivery(message: &IncomingMessage) -> Value {
-    json!({
-        "platform": "slack", "channel": message.channel, "thread_ts": message.thread_ts,
-        "team_id": message.team_id, "user_id": message.user_id,
-    })
+pub fn delivery(message: &IncomingMessage) -> Delivery {
+    Delivery::new(Delivery::SLACK)
+        .with("channel", message.channel.clone())
+        .with("thread_ts", message.thread_ts.clone())
+        .with("team_id", message.team_id.clone())
+        .with("user_id", message.user_id.clone())
 }
 
 fn unavailable(err: &StoreError) -> Option<String> {

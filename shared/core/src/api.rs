@@ -187,8 +187,7 @@ pub struct ExecuteRequest {
     /// Where the answer goes: `{platform: "slack" | "dev", ...}`; default Slack with the
     /// channel fields of `metadata`, or `dev` on the one-call path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Delivery>)]
-    pub delivery: Option<Value>,
+    pub delivery: Option<Delivery>,
     /// A JSON object (or null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -229,7 +228,7 @@ impl ExecuteRequest {
 
 /// Where an execution's answer is delivered: `platform` and the platform's own fields
 /// (Slack: `channel`, `thread_ts`, `team_id`, `user_id`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
     /// `slack`, `dev` (no delivery), or a platform an external deliverer claims.
     pub platform: String,
@@ -237,6 +236,42 @@ pub struct Delivery {
     #[serde(flatten)]
     #[schema(additional_properties)]
     pub fields: serde_json::Map<String, Value>,
+}
+
+impl Delivery {
+    /// The platform that delivers nowhere (tests, the one-call path).
+    pub const DEV: &'static str = "dev";
+    /// Slack (the dispatcher's own deliverer).
+    pub const SLACK: &'static str = "slack";
+
+    /// A delivery to `platform` with no fields yet.
+    pub fn new(platform: impl Into<String>) -> Self {
+        Self {
+            platform: platform.into(),
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    /// `dev`: the answer goes nowhere.
+    pub fn dev() -> Self {
+        Self::new(Self::DEV)
+    }
+
+    /// With `name` set to `value`.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// True for `dev`, which has no outbox row.
+    pub fn is_dev(&self) -> bool {
+        self.platform == Self::DEV
+    }
+
+    /// A text field (`channel`, `thread_ts`, ...), if present and a string.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
+    }
 }
 
 /// Response of `POST /agent/execute` (202).

@@ -8,11 +8,12 @@ use crate::events::{self, kinds};
 use crate::inflight;
 use crate::messages::NewMessage;
 use crate::StoreError;
-use centaur_core::api::{ExecuteResponse, ExecutionView, Usage};
+use centaur_core::api::{Delivery, ExecuteResponse, ExecutionView, Usage};
 use centaur_core::{ExecutionId, ExecutionStatus, Harness, TerminalReason};
 
 pub use crate::inflight::CancelOutcome;
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::PgPool;
 
 /// Failed executions on one thread within [`FAILURE_LOOP_WINDOW_SECS`] that block new ones.
@@ -27,7 +28,7 @@ pub struct NewExecution {
     /// `None`: use the active assignment (or, with `first_message`, spawn one).
     pub assignment_generation: Option<i64>,
     pub execute_id: Option<String>,
-    pub delivery: Value,
+    pub delivery: Delivery,
     pub metadata: Value,
     pub request_hash: String,
     /// The one-call path: spawn-or-attach with this harness and store this message first.
@@ -289,7 +290,7 @@ pub async fn create_and_enqueue(
     .bind(execution_id.as_str())
     .bind(&execute_id)
     .bind(&request.request_hash)
-    .bind(&request.delivery)
+    .bind(Json(&request.delivery))
     .bind(&request.metadata)
     .bind(assignment.assignment_generation)
     .bind(assignment.harness.as_str())
@@ -307,7 +308,7 @@ pub async fn create_and_enqueue(
             .filter(|m| m.message_id.is_some())
             .map(|m| m.request_hash.as_str()),
     )
-    .bind(request.delivery["platform"] != "dev")
+    .bind(!request.delivery.is_dev())
     .bind(queue_channel)
     .bind(request.actor.kind.as_str())
     .bind(&request.actor.id)

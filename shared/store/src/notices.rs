@@ -5,6 +5,7 @@
 
 use crate::outbox::{FailedOutcome, Retry, MAX_ATTEMPTS};
 use crate::StoreError;
+use centaur_core::api::Delivery;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -16,7 +17,7 @@ pub struct NewNotice {
     pub notice_id: String,
     pub thread_key: String,
     /// `{platform: "slack", channel, thread_ts, team_id, …}`.
-    pub delivery: Value,
+    pub delivery: Delivery,
     /// What to post (never blank).
     pub text: String,
 }
@@ -29,7 +30,7 @@ pub async fn create(pool: &PgPool, notice: &NewNotice) -> Result<bool, StoreErro
     )
     .bind(&notice.notice_id)
     .bind(&notice.thread_key)
-    .bind(&notice.delivery)
+    .bind(sqlx::types::Json(&notice.delivery))
     .bind(&notice.text)
     .execute(pool)
     .await?;
@@ -149,13 +150,14 @@ pub async fn state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn notice() -> NewNotice {
         NewNotice {
             notice_id: "slack:T1:C1:2.0".into(),
             thread_key: "slack:T1:C1:1.0".into(),
-            delivery: json!({"platform": "slack", "channel": "C1", "thread_ts": "1.0"}),
+            delivery: centaur_core::api::Delivery::new("slack")
+                .with("channel", "C1")
+                .with("thread_ts", "1.0"),
             text: "Refused: the repository is not allowed.".into(),
         }
     }

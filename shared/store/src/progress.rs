@@ -158,7 +158,9 @@ mod tests {
             thread_key: "slack:T1:C1:1.0".into(),
             assignment_generation: None,
             execute_id: None,
-            delivery: json!({"platform": "slack", "channel": "C1", "thread_ts": "1.0"}),
+            delivery: centaur_core::api::Delivery::new("slack")
+                .with("channel", "C1")
+                .with("thread_ts", "1.0"),
             metadata: json!({}),
             request_hash: "h".into(),
             first_message: Some(NewMessage::user_text("hello", "h".into())),
