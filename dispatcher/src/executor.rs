@@ -13,7 +13,7 @@ use centaur_core::turn::{
 };
 use centaur_core::{branch_name, ExecutionId, Harness, RepoRef, SandboxId, TerminalReason};
 use centaur_harness::{
-    ContentBlock, HarnessEvent, SandboxInput, SandboxOutput, TurnMessage, TurnStatus, Workspace,
+    HarnessEvent, MessagePart, SandboxInput, SandboxOutput, TurnMessage, TurnStatus, Workspace,
 };
 use centaur_sandbox::{Attachment, SandboxError, SandboxStatus};
 use centaur_store::dispatch::{
@@ -879,20 +879,16 @@ fn turn_line(
     messages: &[TurnMessageRow],
     context: TurnContext,
 ) -> String {
-    let transcript = context.continuity.transcript.map(|text| ContentBlock {
-        kind: "text".into(),
-        text: Some(text),
-    });
-    let content: Vec<ContentBlock> = transcript
+    let content: Vec<MessagePart> = context
+        .continuity
+        .transcript
+        .map(MessagePart::text)
         .into_iter()
         .chain(
             messages
                 .iter()
-                .flat_map(|message| message.parts.as_array().cloned().unwrap_or_default())
-                .map(|part| ContentBlock {
-                    kind: part["type"].as_str().unwrap_or("text").to_owned(),
-                    text: part["text"].as_str().map(str::to_owned),
-                }),
+                .flat_map(|message| &message.parts)
+                .map(MessagePart::for_turn),
         )
         .collect();
     SandboxInput::User {
@@ -1012,7 +1008,7 @@ mod tests {
         let messages = [TurnMessageRow {
             id: "msg_1".into(),
             role: "user".into(),
-            parts: json!([{"type": "text", "text": "new question"}]),
+            parts: vec![MessagePart::text("new question")],
         }];
         let context = TurnContext {
             continuity: Continuity {
@@ -1048,6 +1044,71 @@ mod tests {
         assert_eq!(instructions.as_deref(), Some("Be terse."));
     }
 
+    /// A turn line of `messages` with no transcript, workspace, instructions or env.
+    fn plain_turn_line(messages: &[TurnMessageRow]) -> String {
+        let context = TurnContext {
+            continuity: Continuity::default(),
+            workspace: None,
+            instructions: None,
+            env: BTreeMap::new(),
+        };
+        turn_line(&execution(None, None), messages, context)
+    }
+
+    /// A message row as `dispatch::start_turn` reads it from its `jsonb_agg`.
+    fn stored_row(parts: Value) -> TurnMessageRow {
+        serde_json::from_value(json!({"id": "msg_1", "role": "user", "parts": parts}))
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn api_parts_are_stored_as_given_and_reach_the_sandbox_line_as_type_and_text() {
+        let body = json!({
+            "thread_key": "t1",
+            "assignment_generation": 1,
+            "parts": [
+                {"type": "text", "text": "look at this"},
+                {"type": "image", "url": "https://example.com/a.png"},
+                {"type": "text", "text": "ctx", "source": "slack_thread_context"},
+            ],
+        });
+        let request: centaur_core::api::MessageRequest =
+            serde_json::from_value(body.clone()).unwrap_or_else(|err| panic!("{err}"));
+        let stored =
+            serde_json::to_value(&request.message.parts).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            stored, body["parts"],
+            "the stored jsonb is the body's parts"
+        );
+        let line = plain_turn_line(&[stored_row(stored)]);
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"type":"user","message":{"role":"user","content":["#,
+                r#"{"type":"text","text":"look at this"},{"type":"image"},"#,
+                r#"{"type":"text","text":"ctx"}]},"#,
+                r#""thread_key":"slack:T1:C1:1700000000.000100","#,
+                r#""execution_id":"exe_0123456789abcdef"}"#
+            )
+        );
+        let SandboxInput::User { message, .. } = parse(&line) else {
+            panic!("not a user turn");
+        };
+        assert_eq!(message.text(), "look at this\n\nctx");
+    }
+
+    #[test]
+    fn odd_stored_parts_still_make_a_turn_line() {
+        let line = plain_turn_line(&[stored_row(json!([{"text": "old row"}, 5]))]);
+        let SandboxInput::User { message, .. } = parse(&line) else {
+            panic!("not a user turn");
+        };
+        assert_eq!(
+            message.content,
+            [MessagePart::text("old row"), MessagePart::text("5")]
+        );
+    }
+
     #[test]
     fn a_resumed_turn_carries_the_session_id_and_no_transcript() {
         let execution = execution(None, Some("  "));
@@ -1063,7 +1124,7 @@ mod tests {
         let messages = [TurnMessageRow {
             id: "msg_1".into(),
             role: "user".into(),
-            parts: json!([{"type": "text", "text": "again"}]),
+            parts: vec![MessagePart::text("again")],
         }];
         let SandboxInput::User {
             message,

@@ -6,8 +6,8 @@
 //! it reads as a fresh instruction or directive. No IO: the dispatcher reads the rows (one
 //! query, newest first) and this module renders them.
 
+use centaur_core::api::MessagePart;
 use centaur_store::history::HistoryRow;
-use serde_json::Value;
 
 /// The transcript is at most this many bytes (header and footer included).
 pub const BUDGET_BYTES: usize = 24 * 1024;
@@ -36,7 +36,7 @@ impl Entry {
         match row.status.as_deref() {
             Some(status) => Some(Self::outcome(status, row)),
             None => {
-                let text = parts_text(row.parts.as_ref()?);
+                let text = parts_text(&row.parts);
                 if text.is_empty() {
                     return None;
                 }
@@ -94,22 +94,19 @@ impl Entry {
     }
 }
 
-/// The text of a message's parts: text parts as they are, other parts named.
-fn parts_text(parts: &Value) -> String {
+/// The text of a message's parts: text parts as they are, other parts named (a text part
+/// without text says nothing).
+fn parts_text(parts: &[MessagePart]) -> String {
     parts
-        .as_array()
-        .map(|parts| {
-            parts
-                .iter()
-                .filter_map(|part| match part["text"].as_str() {
-                    Some(text) => Some(text.trim().to_owned()),
-                    None => part["type"].as_str().map(|kind| format!("[{kind} part]")),
-                })
-                .filter(|text| !text.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n\n")
+        .iter()
+        .filter_map(|part| match part.text.as_deref() {
+            Some(text) => Some(text.trim().to_owned()),
+            None if part.kind == "text" => None,
+            None => Some(format!("[{} part]", part.kind)),
         })
-        .unwrap_or_default()
+        .filter(|text| !text.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// Every line prefixed with `> ` (`>` for an empty line), ending with a newline.
@@ -175,7 +172,7 @@ mod tests {
         HistoryRow {
             execution_seq,
             role: Some(role.to_owned()),
-            parts: Some(json!([{"type": "text", "text": text}])),
+            parts: vec![MessagePart::text(text)],
             status: None,
             result_text: None,
             error_text: None,
@@ -191,7 +188,7 @@ mod tests {
         HistoryRow {
             execution_seq,
             role: None,
-            parts: None,
+            parts: Vec::new(),
             status: Some(status.to_owned()),
             result_text: result.map(str::to_owned),
             error_text: error.map(str::to_owned),
@@ -206,7 +203,7 @@ mod tests {
     fn nothing_earlier_means_no_transcript() {
         assert_eq!(build(&[], BUDGET_BYTES, false), None);
         let empty = HistoryRow {
-            parts: Some(json!([{"type": "text", "text": "  "}])),
+            parts: vec![MessagePart::text("  ")],
             ..message(1, "user", "")
         };
         assert_eq!(build(&[empty], BUDGET_BYTES, false), None);
@@ -282,7 +279,11 @@ mod tests {
     fn other_parts_are_named_and_roles_labelled() {
         let rows = [
             HistoryRow {
-                parts: Some(json!([{"type": "image"}, {"type": "text", "text": "see above"}])),
+                parts: serde_json::from_value(json!([
+                    {"type": "image"},
+                    {"type": "text", "text": "see above"},
+                ]))
+                .unwrap_or_else(|err| panic!("{err}")),
                 ..message(1, "user", "")
             },
             message(1, "assistant", "posted by a bot"),

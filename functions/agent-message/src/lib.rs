@@ -57,15 +57,13 @@ pub fn validated(message: &NewMessage) -> Result<messages::NewMessage, ApiError>
             "role must be one of user, assistant, system; got '{role}'"
         )));
     }
-    let parts = serde_json::to_value(&message.parts)
-        .map_err(|err| ApiError::Internal(format!("parts do not serialise: {err}")))?;
     Ok(messages::NewMessage {
         message_id: message
             .message_id
             .clone()
             .filter(|id| !id.trim().is_empty()),
         role,
-        parts,
+        parts: message.parts.clone(),
         user_id: message.user_id.clone(),
         metadata: validate::optional_object(message.metadata.as_ref(), "metadata")?,
         request_hash: typed_request_hash(message),

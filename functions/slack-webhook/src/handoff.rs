@@ -6,7 +6,7 @@
 //! thread's releases its assignment and starts the next one, keeping whichever of the two
 //! the message did not name.
 
-use centaur_core::api::{codes, Delivery, ExecuteResponse};
+use centaur_core::api::{codes, Delivery, ExecuteResponse, MessagePart};
 use centaur_core::canonical::request_hash;
 use centaur_core::ExecutionStatus;
 use centaur_http::{turn, validate, ApiError, AppState, Peer};
@@ -16,7 +16,7 @@ use centaur_store::audit::Actor;
 use centaur_store::executions::{self, NewExecution};
 use centaur_store::messages::NewMessage;
 use centaur_store::{StoreError, TurnError};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// What became of a Slack message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +74,16 @@ pub async fn run_turn(
     let hash = message_hash(message, &delivery);
     let mut parts = Vec::new();
     if let Some(context) = &context {
-        parts.push(json!({"type": "text", "text": context, "source": "slack_thread_context"}));
+        let mut part = MessagePart::text(context.as_str());
+        part.extra
+            .insert("source".to_owned(), json!("slack_thread_context"));
+        parts.push(part);
     }
-    parts.push(json!({"type": "text", "text": message.text}));
+    parts.push(MessagePart::text(message.text.as_str()));
     let stored = NewMessage {
         message_id: Some(message.message_id.clone()),
         role: "user".into(),
-        parts: Value::Array(parts),
+        parts,
         user_id: message.user_id.clone(),
         metadata: json!({"slack": {
             "team_id": message.team_id, "channel": message.channel, "ts": message.ts,

@@ -133,7 +133,7 @@ impl HarnessDriver for EchoDriver {
 mod tests {
     use super::*;
     use crate::output::Output;
-    use centaur_harness::{ContentBlock, TurnMessage};
+    use centaur_harness::{MessagePart, TurnMessage};
     use std::sync::Arc;
 
     fn turn(text: &str) -> Turn {
@@ -142,10 +142,7 @@ mod tests {
             thread_key: "t".into(),
             message: TurnMessage {
                 role: "user".into(),
-                content: vec![ContentBlock {
-                    kind: "text".into(),
-                    text: Some(text.into()),
-                }],
+                content: vec![MessagePart::text(text)],
             },
             agent_thread_id: None,
             env: [("FROM_TURN".to_owned(), "turn-env".to_owned())].into(),

@@ -83,31 +83,9 @@ pub struct SpawnResponse {
     pub idempotent: bool,
 }
 
-/// One part of a message. Only `text` parts carry text; other types are kept verbatim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct MessagePart {
-    /// `text`, or another type stored as given.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Required when `type` is `text`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// The part's other fields, kept as given.
-    #[serde(flatten)]
-    #[schema(ignore)]
-    pub extra: serde_json::Map<String, Value>,
-}
-
-impl MessagePart {
-    /// A `text` part.
-    pub fn text(text: impl Into<String>) -> Self {
-        Self {
-            kind: "text".to_owned(),
-            text: Some(text.into()),
-            extra: serde_json::Map::new(),
-        }
-    }
-}
+/// One part of a message: the one part type the API, the stored `messages.parts` and the
+/// sandbox protocol share (defined beside the protocol, which does not depend on this crate).
+pub use centaur_harness::MessagePart;
 
 /// The roles a message may have.
 pub const MESSAGE_ROLES: [&str; 3] = ["user", "assistant", "system"];

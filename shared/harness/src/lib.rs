@@ -15,6 +15,6 @@
 pub mod protocol;
 
 pub use protocol::{
-    ContentBlock, HarnessEvent, ProtocolError, SandboxInput, SandboxOutput, TurnMessage,
-    TurnStatus, Workspace,
+    HarnessEvent, MessagePart, ProtocolError, SandboxInput, SandboxOutput, TurnMessage, TurnStatus,
+    Workspace,
 };

@@ -3,20 +3,53 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One content block of a turn (`{"type":"text","text":…}`; other types pass through).
+// The one part type of Centaur: what `POST /agent/message` and `/agent/execute` accept (as
+// `centaur_core::api::MessagePart`), what `messages.parts` stores and what a turn line
+// carries in `TurnMessage::content`. On the wire: `{"type":…,"text":…,…}` with `type`
+// required, `text` omitted when absent and any other field kept in `extra`. (The doc
+// comment below is the OpenAPI schema's description.)
+/// One part of a message. Only `text` parts carry text; other types are kept verbatim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContentBlock {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessagePart {
+    /// `text`, or another type stored as given.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Required when `type` is `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The part's other fields, kept as given.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl MessagePart {
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            kind: "text".to_owned(),
+            text: Some(text.into()),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The part as a turn line carries it: its type and text, without its other fields
+    /// (a harness reads only those; the stored message keeps the rest).
+    pub fn for_turn(&self) -> Self {
+        Self {
+            kind: self.kind.clone(),
+            text: self.text.clone(),
+            extra: serde_json::Map::new(),
+        }
+    }
 }
 
 /// The user message of a turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnMessage {
     pub role: String,
-    pub content: Vec<ContentBlock>,
+    pub content: Vec<MessagePart>,
 }
 
 impl TurnMessage {
@@ -252,6 +285,48 @@ mod tests {
             SandboxOutput::parse(&out.to_line()).expect("round trip"),
             out
         );
+    }
+
+    #[test]
+    fn a_message_part_keeps_its_json() {
+        for json in [
+            r#"{"type":"text","text":"hi"}"#,
+            r#"{"type":"image","url":"https://example.com/a.png","detail":{"size":3}}"#,
+            r#"{"type":"text","text":"ctx","source":"slack_thread_context"}"#,
+            r#"{"type":"file"}"#,
+        ] {
+            let part: MessagePart = serde_json::from_str(json).expect("parses");
+            assert_eq!(
+                serde_json::to_value(&part).expect("serialises"),
+                serde_json::from_str::<Value>(json).expect("json"),
+                "{json}"
+            );
+        }
+        let image: MessagePart =
+            serde_json::from_str(r#"{"type":"image","url":"u"}"#).expect("parses");
+        assert_eq!(image.kind, "image");
+        assert_eq!(image.text, None);
+        assert_eq!(image.extra["url"], "u");
+        assert_eq!(
+            serde_json::to_string(&image.for_turn()).expect("serialises"),
+            r#"{"type":"image"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&MessagePart::text("hi")).expect("serialises"),
+            r#"{"type":"text","text":"hi"}"#
+        );
+    }
+
+    #[test]
+    fn a_message_part_needs_a_type_and_a_string_text() {
+        for json in [
+            r#"{"text":"hi"}"#,
+            r#"{"type":1,"text":"hi"}"#,
+            r#"{"type":"text","text":5}"#,
+            r#""hi""#,
+        ] {
+            assert!(serde_json::from_str::<MessagePart>(json).is_err(), "{json}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use crate::error::optional_column;
 use crate::events::{self, kinds};
 use crate::StoreError;
+use centaur_core::api::MessagePart;
 use centaur_core::{ExecutionStatus, TerminalReason};
 use serde_json::{json, Value};
 use sqlx::{FromRow, PgPool, Row};
@@ -247,11 +248,15 @@ pub async fn heartbeat(
 }
 
 /// A message handed to a turn.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct TurnMessageRow {
     pub id: String,
     pub role: String,
-    pub parts: Value,
+    /// Read once from the stored jsonb, tolerantly: never an error that would hand the
+    /// turn back (see the `parts` module).
+    #[sqlx(try_from = "crate::parts::StoredParts")]
+    #[serde(deserialize_with = "crate::parts::deserialize")]
+    pub parts: Vec<MessagePart>,
 }
 
 /// Records the sandbox and the moment the turn is sent (if `holder` still holds the
@@ -341,7 +346,7 @@ pub async fn start_turn(
             kinds::EXECUTION_STARTED
         ),
     );
-    let (held, messages): (i64, sqlx::types::Json<Vec<StoredMessage>>) = sqlx::query_as(&format!(
+    let (held, messages): (i64, sqlx::types::Json<Vec<TurnMessageRow>>) = sqlx::query_as(&format!(
         "WITH held AS (
                  UPDATE executions SET sandbox_id = $4,
                      turn_sent_at = COALESCE(turn_sent_at, now()), updated_at = now()
@@ -364,24 +369,7 @@ pub async fn start_turn(
     if held == 0 {
         return Ok(None);
     }
-    Ok(Some(
-        messages
-            .0
-            .into_iter()
-            .map(|m| TurnMessageRow {
-                id: m.id,
-                role: m.role,
-                parts: m.parts,
-            })
-            .collect(),
-    ))
-}
-
-#[derive(serde::Deserialize)]
-struct StoredMessage {
-    id: String,
-    role: String,
-    parts: Value,
+    Ok(Some(messages.0))
 }
 
 /// The CLI facts of the `turn.started` events in `$n::jsonb[]` (`harness_cli_reports`,

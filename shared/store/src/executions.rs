@@ -300,7 +300,7 @@ pub async fn create_and_enqueue(
     .bind(new_assignment)
     .bind(&message_id)
     .bind(message.map(|m| m.role.as_str()))
-    .bind(message.map(|m| &m.parts))
+    .bind(message.map(|m| Json(&m.parts)))
     .bind(message.and_then(|m| m.user_id.as_deref()))
     .bind(message.map(|m| &m.metadata))
     .bind(

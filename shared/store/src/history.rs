@@ -2,7 +2,7 @@
 //! did not run the thread's previous turn (continuity lives here, not in a sandbox).
 
 use crate::StoreError;
-use serde_json::Value;
+use centaur_core::api::MessagePart;
 use sqlx::PgPool;
 
 /// The sandbox that ran the thread's previous turn: the newest execution before
@@ -31,7 +31,10 @@ pub struct HistoryRow {
     /// The `seq` of the execution the entry belongs to.
     pub execution_seq: i64,
     pub role: Option<String>,
-    pub parts: Option<Value>,
+    /// A message's parts (none for a turn's end), read once from the stored jsonb,
+    /// tolerantly (see the `parts` module).
+    #[sqlx(try_from = "crate::parts::StoredParts")]
+    pub parts: Vec<MessagePart>,
     pub status: Option<String>,
     pub result_text: Option<String>,
     pub error_text: Option<String>,
@@ -65,7 +68,7 @@ pub async fn before_execution(
              FROM messages m JOIN earlier e ON e.execution_id = m.delivered_execution_id
              WHERE m.thread_key = $1
              UNION ALL
-             SELECT e.seq, 9223372036854775807, NULL, NULL, e.status, e.result_text, e.error_text
+             SELECT e.seq, 9223372036854775807, NULL, '[]'::jsonb, e.status, e.result_text, e.error_text
              FROM earlier e
              WHERE e.status IN ('completed','failed_permanent','cancelled')
          ) entries

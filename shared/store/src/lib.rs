@@ -17,6 +17,7 @@ pub mod messages;
 pub mod migrate;
 pub mod notices;
 pub mod outbox;
+mod parts;
 pub mod progress;
 pub mod retention;
 pub mod sessions;

@@ -6,9 +6,10 @@ use crate::error::TurnError;
 use crate::events::{self, kinds};
 use crate::idempotency::{self, Keyed};
 use crate::StoreError;
-use centaur_core::api::MessageResponse;
+use centaur_core::api::{MessagePart, MessageResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 /// A validated message to store.
@@ -17,7 +18,7 @@ pub struct NewMessage {
     /// Caller's id (an idempotency key per thread), or `None` to generate one.
     pub message_id: Option<String>,
     pub role: String,
-    pub parts: Value,
+    pub parts: Vec<MessagePart>,
     pub user_id: Option<String>,
     pub metadata: Value,
     /// Canonical hash of the request, for idempotent replays.
@@ -30,7 +31,7 @@ impl NewMessage {
         Self {
             message_id: None,
             role: "user".into(),
-            parts: serde_json::json!([{"type": "text", "text": text}]),
+            parts: vec![MessagePart::text(text)],
             user_id: None,
             metadata: serde_json::json!({}),
             request_hash,
@@ -66,7 +67,7 @@ pub async fn insert(
     .bind(thread_key)
     .bind(generation)
     .bind(&message.role)
-    .bind(&message.parts)
+    .bind(Json(&message.parts))
     .bind(&message.user_id)
     .bind(&message.metadata)
     .execute(&mut *conn)
@@ -137,8 +138,10 @@ pub struct MessageView {
     pub thread_key: String,
     pub assignment_generation: i64,
     pub role: String,
-    #[schema(value_type = Vec<centaur_core::api::MessagePart>)]
-    pub parts: Value,
+    // Read once from the stored jsonb, tolerantly (see the `parts` module). (No doc
+    // comment: it would become the OpenAPI field's description.)
+    #[sqlx(try_from = "crate::parts::StoredParts")]
+    pub parts: Vec<MessagePart>,
     pub user_id: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Value,

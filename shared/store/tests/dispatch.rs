@@ -756,7 +756,10 @@ async fn the_start_of_a_turn_records_its_sandbox_and_event_and_reads_its_message
 
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].id, format!("msg_{FIRST}"));
-    assert_eq!(messages[0].parts[0]["text"], format!("hello from {FIRST}"));
+    assert_eq!(
+        messages[0].parts[0].text.as_deref(),
+        Some(format!("hello from {FIRST}").as_str())
+    );
     let (sandbox, sent): (Option<String>, bool) = sqlx::query_as(
         "SELECT sandbox_id, turn_sent_at IS NOT NULL FROM executions WHERE execution_id = $1",
     )
@@ -857,4 +860,59 @@ async fn a_finish_stores_the_last_events_first_and_releases_the_queue_in_the_sam
     .await
     .unwrap();
     assert_eq!((agent.as_deref(), report), (Some("session-1"), Some(true)));
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn stored_parts_are_read_once_and_tolerantly_at_every_row_boundary(pool: PgPool) {
+    use centaur_core::api::MessagePart;
+    use centaur_store::{history, messages};
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    // An old or hand-written row: a part without type, a bare number, a part whose text
+    // is not a string, and a part the API would have taken (with another field).
+    sqlx::query("UPDATE messages SET parts = $2 WHERE id = $1")
+        .bind(format!("msg_{FIRST}"))
+        .bind(json!([
+            {"text": "old"},
+            7,
+            {"type": "text", "text": 1},
+            {"type": "image", "url": "u"},
+        ]))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let image: MessagePart = serde_json::from_value(json!({"type": "image", "url": "u"})).unwrap();
+    let expected = vec![
+        MessagePart::text("old"),
+        MessagePart::text("7"),
+        MessagePart::text(r#"{"text":1,"type":"text"}"#),
+        image,
+    ];
+
+    let first = claimed(&pool, FIRST, "w1").await;
+    let started = dispatch::start_turn(&pool, &first.lease(), "sbx-a", &json!({}))
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(started[0].parts, expected, "start_turn (jsonb_agg)");
+    let taken = dispatch::take_turn_messages(&pool, &first.lease(), "sbx-a")
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(taken[0].parts, expected, "take_turn_messages (row)");
+    let page = messages::page(&pool, THREAD, 0, 10).await.unwrap();
+    assert_eq!(page[0].parts, expected, "GET /agent/messages");
+
+    assert!(
+        dispatch::finish(&pool, &first.lease(), &completed("done"))
+            .await
+            .unwrap()
+            .written
+    );
+    let rows = history::before_execution(&pool, THREAD, SECOND, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0].is_outcome() && rows[0].parts.is_empty());
+    assert_eq!(rows[1].parts, expected, "history");
 }
