@@ -140,8 +140,24 @@ async fn a_missing_cli_is_cli_missing() {
 #[tokio::test]
 async fn dropping_the_turn_kills_the_cli() {
     let dir = tempfile_dir::Dir::new();
-    let marker = dir.path().join("still-running");
-    let (_script_dir, program) = script(&format!("sleep 2; touch {}", marker.display()));
+    // The CLI holds the write end of a FIFO for as long as it lives (`sleep` inherits it):
+    // the reader sees the end of the FIFO exactly when the CLI is gone.
+    let fifo = dir.path().join("alive");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (_script_dir, program) = script(&format!("exec 3>{}; exec sleep 30", fifo.display()));
+    let (opened, cli_started) = tokio::sync::oneshot::channel();
+    let cli_gone = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        // Blocks until the CLI opened its end.
+        let mut reader = std::fs::File::open(&fifo).expect("open the FIFO");
+        let _ = opened.send(());
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).expect("read the FIFO");
+    });
     let output = Arc::new(Output::with_sink(Box::new(tokio::io::sink())));
     let events = TurnEvents::new(output, "exe_cli");
     let invocation = CliInvocation {
@@ -153,12 +169,15 @@ async fn dropping_the_turn_kills_the_cli() {
     let turn = turn();
     let mut parser = CodexParser::default();
     let run = cli::run(invocation, &mut parser, &turn, &events);
-    let _ = tokio::time::timeout(Duration::from_millis(300), run).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        !marker.exists(),
-        "the CLI kept running after its turn was dropped"
-    );
+    tokio::select! {
+        _ = run => panic!("the CLI ended on its own"),
+        started = cli_started => started.expect("the CLI opened the FIFO"),
+    }
+    // The turn was dropped above, in the middle of the CLI's run.
+    tokio::time::timeout(Duration::from_secs(10), cli_gone)
+        .await
+        .expect("the CLI kept running after its turn was dropped")
+        .expect("reader");
 }
 
 const RETRY_LINES: &str = r#"echo '{"type":"thread.started","thread_id":"th1"}'

@@ -6,6 +6,8 @@ use std::time::Duration;
 const NO_WAIT: Duration = Duration::from_millis(0);
 const SHORT_WAIT: Duration = Duration::from_millis(200);
 const LONG_VISIBILITY: Duration = Duration::from_secs(60);
+/// A long poll that outlasts a 1 s visibility: it answers when the message is back.
+const COMES_BACK_WAIT: Duration = Duration::from_secs(4);
 
 fn message(execution: &str, thread: &str) -> QueueMessage {
     QueueMessage {
@@ -51,9 +53,9 @@ pub async fn an_undeleted_message_is_redelivered_after_its_visibility_timeout(qu
     assert!(receive_all(queue, NO_WAIT, LONG_VISIBILITY)
         .await
         .is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A long poll: it answers as soon as the visibility runs out.
     let again = queue
-        .receive(10, Duration::from_secs(2), LONG_VISIBILITY)
+        .receive(10, COMES_BACK_WAIT, LONG_VISIBILITY)
         .await
         .expect("receive");
     assert_eq!(again.len(), 1, "redelivered after the consumer went away");
@@ -71,8 +73,8 @@ pub async fn extending_visibility_keeps_the_message_hidden(queue: &dyn Queue) {
         .extend(&first[0].receipt, LONG_VISIBILITY)
         .await
         .expect("extend");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(receive_all(queue, NO_WAIT, LONG_VISIBILITY)
+    // A long poll past the first visibility (1 s) finds nothing.
+    assert!(receive_all(queue, Duration::from_secs(2), LONG_VISIBILITY)
         .await
         .is_empty());
 }
@@ -152,9 +154,8 @@ pub async fn a_stale_receipt_is_harmless(queue: &dyn Queue) {
         .receive(10, SHORT_WAIT, Duration::from_secs(1))
         .await
         .expect("receive");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = queue
-        .receive(10, Duration::from_secs(2), LONG_VISIBILITY)
+        .receive(10, COMES_BACK_WAIT, LONG_VISIBILITY)
         .await
         .expect("receive");
     assert_eq!(second.len(), 1);
