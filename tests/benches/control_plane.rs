@@ -1,39 +1,67 @@
 //! Control-plane benchmark on the embedded defaults (Postgres queue, local sandboxes, echo
-//! harness). Prints figures; asserts nothing about speed.
+//! harness), with its peers and floors measured side by side in the same run on the same
+//! Postgres. Prints figures; asserts nothing about speed.
 //!
 //!   cargo build --release --bins && cargo bench -p centaur-tests --bench control_plane
 //!
-//! Figures, for the Postgres queue and for SQS (moto) in the same run:
-//! 1. `POST /agent/execute` latency p50/p99 under load (C concurrent clients, API alone).
-//! 2. Dispatch throughput: one dispatcher draining that backlog, executions/s.
-//! 3. execute-202 → first harness event persisted, p50/p99, for a thread's first turn
-//!    (sandbox started) and a later turn (sandbox reused). Measured from the rows'
-//!    own timestamps (`executions.created_at` → first `harness_event.created_at`).
-//! 4. Peak RSS (VmHWM) of `api` and `dispatcher`.
-//!
-//! Then, per function binary: its size and its cold start under the Lambda runtime
-//! contract (process exec → first response posted to the runtime API).
+//! Sections (`BENCH_ONLY=execute,drain,rounds,latency,sqs,functions` picks some):
+//! - **execute**: `POST /agent/execute` (one-call path, a new thread each) at
+//!   `BENCH_LOAD_CLIENTS` (16) clients, p50/p99 and req/s; then pgbench running the
+//!   statements the execute ran before issue 11 (its SQL floor then) on the same database,
+//!   same clients.
+//! - **drain**: one dispatcher draining a backlog — turns on threads whose sandboxes are
+//!   already running (`BENCH_DRAIN_TURNS` over `BENCH_DRAIN_THREADS`) at concurrency 8 and
+//!   32, and new threads (a sandbox each); graphile-worker (npm, installed into a scratch
+//!   directory) draining as many no-op jobs at concurrency 8 and 32 on a database of its
+//!   own on the same server; the ratio.
+//! - **rounds**: what one turn costs the database, counted by a wire-protocol proxy in
+//!   front of each process (see `support/pg_count.rs`): statements, round trips and
+//!   commits from 202 to terminal (reused sandbox), and per one-call execute; with
+//!   `pg_stat_database.xact_commit` as a cross-check (every transaction, read-only ones
+//!   included).
+//! - **latency**: execute-202 → first harness event persisted, p50/p99, new thread (a
+//!   sandbox started) and reused sandbox, from the rows' own timestamps; peak RSS.
+//! - **sqs**: execute latency, new-thread drain and first event on the SQS queue (moto).
+//! - **functions**: cold start, exec → first 200 on `/health/live` over HTTP, of each
+//!   function binary and of a minimal axum hello-world (`bench-hello-axum`, built with
+//!   the bins) side by side; and exec → first response through the Lambda runtime API.
 #![allow(clippy::unwrap_used)]
+
+#[path = "support/graphile.rs"]
+mod graphile;
+#[path = "support/pg_count.rs"]
+mod pg_count;
+#[path = "support/pgbench.rs"]
+mod pgbench;
+#[path = "support/processes.rs"]
+mod processes;
 
 use centaur_tests::binaries::binary;
 use centaur_tests::lambda_runtime::FakeLambdaRuntime;
-use centaur_tests::stack::TEST_SIGNING_KEY;
-use centaur_tests::{ApiClient, ChildProcess, QueueKind, Stack, StackOptions, TestDatabase};
+use centaur_tests::stack::{free_port, TEST_SIGNING_KEY};
+use centaur_tests::{until, ApiClient, ChildProcess, QueueKind, Stack, StackOptions, TestDatabase};
 use hdrhistogram::Histogram;
+use processes::Processes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-const LOAD_THREADS: usize = 400;
-const LOAD_CLIENTS: usize = 16;
-const LATENCY_TURNS: usize = 40;
+const TERMINAL: &str = "('completed','failed_permanent','cancelled')";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether `BENCH_ONLY` (comma-separated sections) includes `section` (all when unset).
+fn wanted(section: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|s| s.trim() == section),
+        Err(_) => true,
+    }
 }
 
 fn print_histogram(label: &str, histogram: &Histogram<u64>, unit: &str) {
@@ -46,19 +74,14 @@ fn print_histogram(label: &str, histogram: &Histogram<u64>, unit: &str) {
     );
 }
 
-async fn execute_latency_under_load(
+/// Submits a one-call execute per entry of `threads` from `clients` concurrent clients;
+/// returns the latency histogram (µs), the elapsed time and the execution ids.
+async fn submit(
     client: &ApiClient,
-    threads: usize,
+    threads: Vec<String>,
     clients: usize,
-) -> Vec<String> {
-    let mut generations = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let thread = format!("bench-load-{index}");
-        let generation = client.spawn(&thread).await.unwrap();
-        client.message(&thread, generation, "load").await.unwrap();
-        generations.push((thread, generation));
-    }
-    let work = Arc::new(Mutex::new(generations));
+) -> (Histogram<u64>, Duration, Vec<String>) {
+    let work = Arc::new(Mutex::new(threads));
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let ids = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
@@ -67,11 +90,11 @@ async fn execute_latency_under_load(
             (client.clone(), work.clone(), histogram.clone(), ids.clone());
         tokio::spawn(async move {
             loop {
-                let Some((thread, generation)) = work.lock().await.pop() else {
+                let Some(thread) = work.lock().await.pop() else {
                     break;
                 };
                 let sent = Instant::now();
-                let id = client.execute(&thread, generation).await.unwrap();
+                let id = client.execute_text(&thread, "bench").await.unwrap();
                 let micros = sent.elapsed().as_micros() as u64;
                 histogram.lock().await.record(micros).unwrap();
                 ids.lock().await.push(id);
@@ -82,27 +105,323 @@ async fn execute_latency_under_load(
         worker.unwrap();
     }
     let elapsed = started.elapsed();
-    print_histogram(
-        &format!("POST /agent/execute under load ({clients} clients, {threads} req)"),
-        &*histogram.lock().await,
-        "ms",
-    );
-    println!(
-        "{:<58} {:>8.1} req/s",
-        "  accepted rate",
-        threads as f64 / elapsed.as_secs_f64()
-    );
+    let histogram = histogram.lock().await.clone();
     let ids = ids.lock().await.clone();
-    ids
+    (histogram, elapsed, ids)
 }
 
+/// Waits until `expected` executions are terminal.
+async fn wait_terminal(pool: &sqlx::PgPool, expected: i64, timeout: Duration) {
+    let query = format!("SELECT count(*) FROM executions WHERE status IN {TERMINAL}");
+    until(
+        timeout,
+        &format!("{expected} executions to end"),
+        || async {
+            let done: i64 = sqlx::query_scalar(&query)
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0);
+            done >= expected
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Executions that did not complete (a figure over failed turns would mean nothing).
+async fn report_failures(pool: &sqlx::PgPool) {
+    let failed: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT status, error_text FROM executions WHERE status <> 'completed' LIMIT 3",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    if !failed.is_empty() {
+        println!("  !! executions that did not complete: {failed:?}");
+    }
+}
+
+/// Executions per second between the first claim and the last completion of the
+/// executions after `after_seq`.
+async fn rows_rate(pool: &sqlx::PgPool, after_seq: i64) -> f64 {
+    let (count, seconds): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM max(completed_at) - min(claimed_at))::float8
+         FROM executions WHERE seq > $1",
+    )
+    .bind(after_seq)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    count as f64 / seconds.unwrap_or(f64::NAN)
+}
+
+async fn max_seq(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM executions")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// execute
+
+async fn execute_figures(requests: usize, clients: usize) {
+    println!("\n--- POST /agent/execute (one-call, a new thread each; API alone) ---");
+    let mut processes = Processes::new(&[]).await.unwrap();
+    let url = processes.database.url.clone();
+    processes.start_api(&url).await.unwrap();
+    let client = ApiClient::new(&processes.api_url);
+    let warm = (0..100).map(|i| format!("warm-{i}")).collect();
+    submit(&client, warm, clients).await;
+    let threads = (0..requests).map(|i| format!("load-{i}")).collect();
+    let (histogram, elapsed, _) = submit(&client, threads, clients).await;
+    let rate = requests as f64 / elapsed.as_secs_f64();
+    print_histogram(
+        &format!("POST /agent/execute ({clients} clients, {requests} req)"),
+        &histogram,
+        "ms",
+    );
+    println!("{:<58} {rate:>8.1} req/s", "  accepted rate");
+    match pgbench::run(&url, clients, 5) {
+        Ok(floor) => {
+            println!(
+                "{:<58} {:>8.1} tps  (latency avg {:.2} ms)",
+                format!("pgbench, the execute's statements before issue 11 ({clients} clients)"),
+                floor.tps,
+                floor.latency_ms
+            );
+            println!(
+                "{:<58} {:>8.2}",
+                "  API req/s ÷ that floor's tps",
+                rate / floor.tps
+            );
+        }
+        Err(err) => println!("pgbench floor: not measured ({err})"),
+    }
+    processes.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// drain
+
+/// One dispatcher drains `turns` turns over `threads` threads whose sandboxes run already.
+async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> f64 {
+    let concurrency_env = concurrency.to_string();
+    let extra = [
+        ("DISPATCHER_CONCURRENCY", concurrency_env.as_str()),
+        (
+            "DATABASE_MAX_CONNECTIONS",
+            if concurrency > 8 { "40" } else { "10" },
+        ),
+    ];
+    let mut processes = Processes::new(&extra).await.unwrap();
+    let url = processes.database.url.clone();
+    let pool = processes.database.pool().await.unwrap();
+    processes.start_api(&url).await.unwrap();
+    processes.start_dispatcher(&url, &[]).await.unwrap();
+    let client = ApiClient::new(&processes.api_url);
+    let names: Vec<String> = (0..threads).map(|i| format!("reuse-{i}")).collect();
+    submit(&client, names.clone(), 16).await;
+    wait_terminal(&pool, threads as i64, Duration::from_secs(120)).await;
+    processes.kill_dispatchers();
+    let after = max_seq(&pool).await;
+    let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
+    submit(&client, backlog, 16).await;
+    let started = Instant::now();
+    processes.start_dispatcher(&url, &[]).await.unwrap();
+    wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
+    let wall = started.elapsed();
+    let rate = rows_rate(&pool, after).await;
+    println!(
+        "{:<58} {rate:>8.1} executions/s  (wall, dispatcher start included: {:.1}/s)",
+        format!("drain, reused sandboxes ({turns} turns / {threads} threads), c={concurrency}"),
+        turns as f64 / wall.as_secs_f64(),
+    );
+    report_failures(&pool).await;
+    processes.stop().await.unwrap();
+    rate
+}
+
+/// One dispatcher drains `threads` one-call executes on new threads (a sandbox each).
+async fn new_thread_drain(threads: usize, concurrency: usize) {
+    let concurrency_env = concurrency.to_string();
+    let extra = [("DISPATCHER_CONCURRENCY", concurrency_env.as_str())];
+    let mut processes = Processes::new(&extra).await.unwrap();
+    let url = processes.database.url.clone();
+    let pool = processes.database.pool().await.unwrap();
+    processes.start_api(&url).await.unwrap();
+    let client = ApiClient::new(&processes.api_url);
+    let names = (0..threads).map(|i| format!("fresh-{i}")).collect();
+    submit(&client, names, 16).await;
+    let started = Instant::now();
+    processes.start_dispatcher(&url, &[]).await.unwrap();
+    wait_terminal(&pool, threads as i64, Duration::from_secs(600)).await;
+    let wall = started.elapsed();
+    let rate = rows_rate(&pool, 0).await;
+    println!(
+        "{:<58} {rate:>8.1} executions/s  (wall: {:.1}/s)",
+        format!("drain, new threads (a sandbox each, {threads}), c={concurrency}"),
+        threads as f64 / wall.as_secs_f64(),
+    );
+    report_failures(&pool).await;
+    processes.stop().await.unwrap();
+}
+
+/// graphile-worker draining `jobs` no-op jobs at `concurrency`, on a database of its own.
+async fn graphile_drain(script: &std::path::Path, jobs: usize, concurrency: usize) -> Option<f64> {
+    let database = TestDatabase::create().await.unwrap();
+    let (url, script) = (database.url.clone(), script.to_path_buf());
+    let seconds =
+        tokio::task::spawn_blocking(move || graphile::drain(&script, &url, jobs, concurrency))
+            .await
+            .unwrap();
+    database.drop_database().await.unwrap();
+    match seconds {
+        Ok(seconds) => {
+            let rate = jobs as f64 / seconds;
+            println!(
+                "{:<58} {rate:>8.1} jobs/s",
+                format!(
+                    "graphile-worker {} ({jobs} no-op jobs), c={concurrency}",
+                    graphile::VERSION
+                ),
+            );
+            Some(rate)
+        }
+        Err(err) => {
+            println!("graphile-worker c={concurrency}: not measured ({err})");
+            None
+        }
+    }
+}
+
+async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
+    println!("\n--- drain: one dispatcher (Postgres queue, echo) vs graphile-worker ---");
+    let script = match tokio::task::spawn_blocking(graphile::install)
+        .await
+        .unwrap()
+    {
+        Ok(script) => Some(script),
+        Err(err) => {
+            println!("graphile-worker: not installed ({err})");
+            None
+        }
+    };
+    for concurrency in [8, 32] {
+        let ours = reused_drain(threads, turns, concurrency).await;
+        if let Some(script) = &script {
+            if let Some(theirs) = graphile_drain(script, turns, concurrency).await {
+                println!(
+                    "{:<58} {:>8.2}",
+                    format!("  centaur ÷ graphile-worker, c={concurrency}"),
+                    ours / theirs
+                );
+            }
+        }
+    }
+    new_thread_drain(new_threads, 8).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// rounds
+
+/// `host:port` of the server `DATABASE_URL` names.
+fn server_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    }
+}
+
+async fn xact_commit(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn round_trip_figures(threads: usize, turns: usize) {
+    println!("\n--- rounds: what a turn costs the database (counted on the wire) ---");
+    let mut processes = Processes::new(&[]).await.unwrap();
+    let url = processes.database.url.clone();
+    let pool = processes.database.pool().await.unwrap();
+    let upstream = server_address(&url);
+    let api_proxy = pg_count::PgCounter::start(&upstream).await.unwrap();
+    let dispatcher_proxy = pg_count::PgCounter::start(&upstream).await.unwrap();
+    processes.start_api(&api_proxy.url_for(&url)).await.unwrap();
+    processes
+        .start_dispatcher(&dispatcher_proxy.url_for(&url), &[])
+        .await
+        .unwrap();
+    let client = ApiClient::new(&processes.api_url);
+
+    let names: Vec<String> = (0..threads).map(|i| format!("rounds-{i}")).collect();
+    let before = api_proxy.snapshot();
+    submit(&client, names.clone(), 1).await;
+    let new_thread = api_proxy.snapshot().since(&before);
+    wait_terminal(&pool, threads as i64, Duration::from_secs(120)).await;
+    processes.kill_dispatchers();
+
+    let before = api_proxy.snapshot();
+    let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
+    submit(&client, backlog, 1).await;
+    let existing_thread = api_proxy.snapshot().since(&before);
+
+    // Let every backend report its counters before the cross-check starts.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let commits_before = xact_commit(&pool).await;
+    let before = dispatcher_proxy.snapshot();
+    processes
+        .start_dispatcher(&dispatcher_proxy.url_for(&url), &[])
+        .await
+        .unwrap();
+    wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
+    let turn = dispatcher_proxy.snapshot().since(&before);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let transactions = xact_commit(&pool).await - commits_before;
+    report_failures(&pool).await;
+
+    pg_count::print_per(
+        "one-call execute, new thread (API)",
+        &new_thread,
+        threads,
+        "execute",
+    );
+    pg_count::print_per(
+        "one-call execute, thread with a sandbox (API)",
+        &existing_thread,
+        turns,
+        "execute",
+    );
+    pg_count::print_per(
+        &format!("202 → terminal, reused sandbox, echo (dispatcher, {turns} turns)"),
+        &turn,
+        turns,
+        "turn",
+    );
+    println!(
+        "{:<58} {:>6.1} per turn  (pg_stat_database.xact_commit Δ: every transaction of the database, read-only included, the bench's polling too)",
+        "  transactions, cross-check",
+        transactions as f64 / turns as f64
+    );
+    processes.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// latency
+
 async fn first_event_latency(
-    stack: &Stack,
+    client: &ApiClient,
     pool: &sqlx::PgPool,
     turns: usize,
     same_thread: bool,
 ) -> Histogram<u64> {
-    let client = stack.client();
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for index in 0..turns {
         let thread = if same_thread {
@@ -110,7 +429,7 @@ async fn first_event_latency(
         } else {
             format!("bench-first-{index}")
         };
-        let id = client.turn(&thread, "latency probe").await.unwrap();
+        let id = client.execute_text(&thread, "latency probe").await.unwrap();
         client
             .wait_terminal(&id, Duration::from_secs(60))
             .await
@@ -130,14 +449,47 @@ async fn first_event_latency(
     histogram
 }
 
-async fn queue_figures(
-    queue: QueueKind,
-    load_threads: usize,
-    load_clients: usize,
-    latency_turns: usize,
-) {
+fn mib(value: Option<u64>) -> String {
+    value.map_or("n/a".to_owned(), |v| {
+        format!("{:.1} MiB", v as f64 / 1024.0)
+    })
+}
+
+async fn latency_figures(turns: usize) {
+    println!("\n--- latency: execute-202 → first harness event (Postgres queue) ---");
+    let mut processes = Processes::new(&[]).await.unwrap();
+    let url = processes.database.url.clone();
+    let pool = processes.database.pool().await.unwrap();
+    processes.start_api(&url).await.unwrap();
+    processes.start_dispatcher(&url, &[]).await.unwrap();
+    let client = ApiClient::new(&processes.api_url);
+    // One turn first: the processes' pools and the sandbox program's pages are warm.
+    first_event_latency(&client, &pool, 1, true).await;
+    let first = first_event_latency(&client, &pool, turns, false).await;
+    print_histogram(
+        "execute-202 -> first harness event (new thread, new sandbox)",
+        &first,
+        "ms",
+    );
+    let warm = first_event_latency(&client, &pool, turns, true).await;
+    print_histogram(
+        "execute-202 -> first harness event (sandbox reused)",
+        &warm,
+        "ms",
+    );
+    let (api, dispatcher) = processes.peak_rss_kib();
+    println!("{:<58} {}", "peak RSS api", mib(api));
+    println!("{:<58} {}", "peak RSS dispatcher", mib(dispatcher));
+    processes.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// sqs
+
+async fn sqs_figures(load_threads: usize, latency_turns: usize) {
+    println!("\n--- queue: SQS (moto) ---");
     let options = StackOptions {
-        queue,
+        queue: QueueKind::Sqs,
         dispatchers: 0,
         lease_secs: 60,
         extra_env: BTreeMap::from([("RUST_LOG".to_owned(), "warn".to_owned())]),
@@ -146,72 +498,139 @@ async fn queue_figures(
     let mut stack = Stack::start(options).await.unwrap();
     let pool = stack.database.pool().await.unwrap();
     let client = stack.client();
-    println!("\n--- queue: {queue:?} ---");
-
-    let ids = execute_latency_under_load(&client, load_threads, load_clients).await;
-
-    let drain_started = Instant::now();
-    stack.start_dispatcher().await.unwrap();
-    for id in &ids {
-        client
-            .wait_terminal(id, Duration::from_secs(600))
-            .await
-            .unwrap();
-    }
-    let drained = drain_started.elapsed();
-    println!(
-        "{:<58} {:>8.1} executions/s ({} executions on {} threads, a new sandbox each)",
-        "dispatch throughput (1 dispatcher, backlog drain)",
-        ids.len() as f64 / drained.as_secs_f64(),
-        ids.len(),
-        ids.len()
+    let names = (0..load_threads).map(|i| format!("sqs-load-{i}")).collect();
+    let (histogram, elapsed, ids) = submit(&client, names, 16).await;
+    print_histogram(
+        &format!("POST /agent/execute (16 clients, {load_threads} req)"),
+        &histogram,
+        "ms",
     );
-
-    let first = first_event_latency(&stack, &pool, latency_turns, false).await;
+    println!(
+        "{:<58} {:>8.1} req/s",
+        "  accepted rate",
+        load_threads as f64 / elapsed.as_secs_f64()
+    );
+    let started = Instant::now();
+    stack.start_dispatcher().await.unwrap();
+    wait_terminal(&pool, ids.len() as i64, Duration::from_secs(600)).await;
+    println!(
+        "{:<58} {:>8.1} executions/s  (wall: {:.1}/s)",
+        format!("drain, new threads (a sandbox each, {})", ids.len()),
+        rows_rate(&pool, 0).await,
+        ids.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    let first = first_event_latency(&client, &pool, latency_turns, false).await;
     print_histogram(
         "execute-202 -> first harness event (new thread, new sandbox)",
         &first,
         "ms",
     );
-    let warm = first_event_latency(&stack, &pool, latency_turns, true).await;
+    let warm = first_event_latency(&client, &pool, latency_turns, true).await;
     print_histogram(
         "execute-202 -> first harness event (sandbox reused)",
         &warm,
         "ms",
     );
-
-    let kib = |value: Option<u64>| {
-        value.map_or("n/a".to_owned(), |v| {
-            format!("{:.1} MiB", v as f64 / 1024.0)
-        })
-    };
-    println!("{:<58} {}", "peak RSS api", kib(stack.api().peak_rss_kib()));
-    println!(
-        "{:<58} {}",
-        "peak RSS dispatcher",
-        kib(stack.dispatcher(0).peak_rss_kib())
-    );
     stack.stop().await.unwrap();
 }
 
-/// Size and cold start (exec → first response through the Lambda runtime API) per function.
+// ---------------------------------------------------------------------------------------
+// functions
+
+/// Exec → first answer to `GET /health/live` over HTTP, retrying the connection every
+/// 200 µs (blocking, on a thread of its own): a `200` from the functions that serve
+/// liveness (`health`, `api`, the hello-world), the JSON `404` of a function that does
+/// not (its first answer, after its start-up check). Returns the time and the status.
+fn http_cold_start(
+    path: &std::path::Path,
+    env: &BTreeMap<String, String>,
+    log_dir: &std::path::Path,
+) -> (Duration, u16) {
+    use std::io::{Read, Write};
+    let port: u16 = env["PORT"].parse().unwrap();
+    let started = Instant::now();
+    let _process = ChildProcess::spawn("cold", path, &[], env, log_dir).unwrap();
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let request =
+                "GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut head = [0u8; 12];
+                if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ") {
+                    let status = std::str::from_utf8(&head[9..]).unwrap_or("0").parse();
+                    return (started.elapsed(), status.unwrap_or(0));
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} never answered /health/live",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+const FUNCTIONS: [&str; 11] = [
+    "health",
+    "admin-api-keys",
+    "agent-spawn",
+    "agent-message",
+    "agent-execute",
+    "agent-executions",
+    "agent-events",
+    "agent-threads",
+    "final-deliveries",
+    "slack-webhook",
+    "api",
+];
+
 async fn function_figures(runs: usize) {
-    const FUNCTIONS: [&str; 10] = [
-        "health",
-        "admin-api-keys",
-        "agent-spawn",
-        "agent-message",
-        "agent-execute",
-        "agent-executions",
-        "agent-events",
-        "agent-threads",
-        "final-deliveries",
-        "slack-webhook",
-    ];
     let log_dir = std::env::temp_dir().join(format!("centaur-bench-{}", std::process::id()));
     std::fs::create_dir_all(&log_dir).unwrap();
-    println!("\n--- functions (this machine's x86_64 release build; Lambda runs arm64) ---");
-    for function in FUNCTIONS {
+    println!(
+        "\n--- cold start over HTTP: exec → first answer to GET /health/live (x86_64 release build) ---"
+    );
+    let database = TestDatabase::create().await.unwrap();
+    let mut reference = None;
+    for name in std::iter::once("bench-hello-axum").chain(FUNCTIONS) {
+        let path = binary(name);
+        let mut histogram = Histogram::<u64>::new(3).unwrap();
+        let mut status = 0;
+        for _ in 0..runs {
+            let env: BTreeMap<String, String> = [
+                ("DATABASE_URL", database.url.as_str()),
+                ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
+                ("SLACKBOT_API_KEY", centaur_tests::stack::TEST_SLACKBOT_KEY),
+                ("RUST_LOG", "warn"),
+                ("PORT", &free_port().unwrap().to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            let (path, log_dir) = (path.clone(), log_dir.clone());
+            let (took, answered) =
+                tokio::task::spawn_blocking(move || http_cold_start(&path, &env, &log_dir))
+                    .await
+                    .unwrap();
+            status = answered;
+            histogram.record(took.as_micros() as u64).unwrap();
+        }
+        let p50 = histogram.value_at_quantile(0.5) as f64 / 1000.0;
+        let reference = *reference.get_or_insert(p50);
+        println!(
+            "{name:<18} p50 {p50:>7.2} ms  p90 {:>7.2} ms  max {:>7.2} ms  {:>5.2}× the hello-world (n={runs}, answered {status})",
+            histogram.value_at_quantile(0.9) as f64 / 1000.0,
+            histogram.max() as f64 / 1000.0,
+            p50 / reference,
+        );
+    }
+    database.drop_database().await.unwrap();
+
+    println!(
+        "\n--- functions under the Lambda runtime API: exec → first response to GET /health ---"
+    );
+    for function in FUNCTIONS.iter().take(10) {
         // A database of its own (migrated, as `api migrate` leaves it before a deploy).
         let database = TestDatabase::create().await.unwrap();
         let path = binary(function);
@@ -256,20 +675,39 @@ async fn function_figures(runs: usize) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let load_threads = env_usize("BENCH_LOAD_THREADS", LOAD_THREADS);
-    let load_clients = env_usize("BENCH_LOAD_CLIENTS", LOAD_CLIENTS);
-    let latency_turns = env_usize("BENCH_LATENCY_TURNS", LATENCY_TURNS);
     println!(
         "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    // BENCH_ONLY=functions prints only the function sizes and cold starts.
-    if std::env::var("BENCH_ONLY").as_deref() != Ok("functions") {
-        for queue in [QueueKind::Postgres, QueueKind::Sqs] {
-            queue_figures(queue, load_threads, load_clients, latency_turns).await;
-        }
+    let clients = env_usize("BENCH_LOAD_CLIENTS", 16);
+    let latency_turns = env_usize("BENCH_LATENCY_TURNS", 40);
+    if wanted("execute") {
+        execute_figures(env_usize("BENCH_EXECUTE_REQUESTS", 2000), clients).await;
     }
-    function_figures(env_usize("BENCH_COLD_STARTS", 5)).await;
+    if wanted("drain") {
+        drain_figures(
+            env_usize("BENCH_DRAIN_THREADS", 50),
+            env_usize("BENCH_DRAIN_TURNS", 2000),
+            env_usize("BENCH_NEW_THREADS", 200),
+        )
+        .await;
+    }
+    if wanted("rounds") {
+        round_trip_figures(
+            env_usize("BENCH_DRAIN_THREADS", 50),
+            env_usize("BENCH_COUNT_TURNS", 500),
+        )
+        .await;
+    }
+    if wanted("latency") {
+        latency_figures(latency_turns).await;
+    }
+    if wanted("sqs") {
+        sqs_figures(env_usize("BENCH_SQS_THREADS", 200), latency_turns).await;
+    }
+    if wanted("functions") {
+        function_figures(env_usize("BENCH_COLD_STARTS", 20)).await;
+    }
 }

@@ -1,0 +1,116 @@
+//! graphile-worker (npm), the peer the drain figure is compared with: installed into a
+//! scratch directory with npm, run with its default settings at a given concurrency
+//! against a database of its own on the same Postgres server, draining no-op jobs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The version the figures were taken with.
+pub const VERSION: &str = "0.18.0";
+
+const DRAIN_JS: &str = r#"
+const { run, runMigrations, makeWorkerUtils, Logger } = require("graphile-worker");
+const jobs = Number(process.env.JOBS);
+const concurrency = Number(process.env.CONCURRENCY);
+const connectionString = process.env.DATABASE_URL;
+// Default settings, but silent: a log line per job would measure the terminal.
+const logger = new Logger(() => (level, message) => {
+  if (level === "error") console.error(message);
+});
+(async () => {
+  await runMigrations({ connectionString, logger });
+  const utils = await makeWorkerUtils({ connectionString, logger });
+  const specs = Array.from({ length: jobs }, (_, i) => ({ identifier: "noop", payload: { i } }));
+  for (let i = 0; i < jobs; i += 1000) await utils.addJobs(specs.slice(i, i + 1000));
+  await utils.release();
+  let done = 0;
+  let started = null;
+  const runner = await run({
+    connectionString, concurrency, logger, noHandleSignals: true,
+    taskList: { noop: async () => {} },
+  });
+  runner.events.on("job:start", () => {
+    if (started === null) started = process.hrtime.bigint();
+  });
+  runner.events.on("job:success", () => {
+    done += 1;
+    if (done === jobs) {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      console.log(JSON.stringify({ jobs, concurrency, seconds }));
+      runner.stop();
+    }
+  });
+  await runner.promise;
+})().catch((err) => { console.error(err); process.exit(1); });
+"#;
+
+/// The scratch directory graphile-worker is installed in (kept between runs).
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("centaur-bench-graphile-worker-{VERSION}"))
+}
+
+/// Installs graphile-worker with npm (once) and writes the drain script; returns the
+/// script's path, or why it cannot run.
+pub fn install() -> Result<PathBuf, String> {
+    let dir = scratch_dir();
+    std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
+    let installed = dir
+        .join("node_modules/graphile-worker/package.json")
+        .is_file();
+    if !installed {
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-package-lock",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg(format!("graphile-worker@{VERSION}"))
+            .status()
+            .map_err(|err| format!("cannot run npm: {err}"))?;
+        if !status.success() {
+            return Err(format!(
+                "npm install graphile-worker@{VERSION} failed: {status}"
+            ));
+        }
+    }
+    let script = dir.join("drain.js");
+    std::fs::write(&script, DRAIN_JS).map_err(|err| err.to_string())?;
+    Ok(script)
+}
+
+/// Drains `jobs` no-op jobs queued before the worker starts, at `concurrency`, on
+/// `database_url`; returns the seconds from the first job's start to the last job's success.
+pub fn drain(
+    script: &std::path::Path,
+    database_url: &str,
+    jobs: usize,
+    concurrency: usize,
+) -> Result<f64, String> {
+    let output = Command::new("node")
+        .arg(script)
+        .env("DATABASE_URL", database_url)
+        .env("JOBS", jobs.to_string())
+        .env("CONCURRENCY", concurrency.to_string())
+        .output()
+        .map_err(|err| format!("cannot run node: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "graphile-worker drain failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| format!("no result from the drain script: {stdout}"))?;
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|err| err.to_string())?;
+    value["seconds"]
+        .as_f64()
+        .ok_or_else(|| format!("no seconds in {line}"))
+}

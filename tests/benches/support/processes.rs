@@ -1,0 +1,154 @@
+//! `api` and `dispatcher` started by hand for the figures that need each process on a
+//! database URL of its own (through a counting proxy): the same environment the test
+//! stack gives them (Postgres queue, local sandboxes, echo harness).
+
+use centaur_tests::binaries::binary;
+use centaur_tests::stack::{ensure_sandbox_user, free_port, TEST_SIGNING_KEY};
+use centaur_tests::{until, ChildProcess, TestDatabase};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A database, an `api` and dispatchers, each process with the database URL it was given.
+pub struct Processes {
+    pub database: TestDatabase,
+    pub api_url: String,
+    work_dir: PathBuf,
+    env: BTreeMap<String, String>,
+    api: Option<ChildProcess>,
+    dispatchers: Vec<ChildProcess>,
+}
+
+async fn wait_ok(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    until(Duration::from_secs(30), url, || async {
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await
+}
+
+impl Processes {
+    /// A fresh database and the shared environment; nothing started yet.
+    pub async fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        ensure_sandbox_user()?;
+        let database = TestDatabase::create().await?;
+        let name = database.url.rsplit('/').next().unwrap_or("db").to_owned();
+        let work_dir = std::env::temp_dir().join(format!("centaur-bench-{name}"));
+        std::fs::create_dir_all(work_dir.join("sandboxes"))?;
+        let api_url = format!("http://127.0.0.1:{}", free_port()?);
+        let mut env: BTreeMap<String, String> = [
+            ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
+            ("CENTAUR_DEFAULT_HARNESS", "echo"),
+            ("QUEUE_BACKEND", "postgres"),
+            ("SANDBOX_BACKEND", "local"),
+            ("CENTAUR_API_URL", api_url.as_str()),
+            ("RUST_LOG", "warn"),
+            ("EXECUTION_LEASE_S", "60"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert(
+            "SANDBOX_COMMAND".into(),
+            binary("sandbox").display().to_string(),
+        );
+        env.insert(
+            "SANDBOX_STATE_DIR".into(),
+            work_dir.join("sandboxes").display().to_string(),
+        );
+        Ok(Self {
+            database,
+            api_url,
+            work_dir,
+            env,
+            api: None,
+            dispatchers: Vec::new(),
+        })
+    }
+
+    /// Starts `api` on `database_url` and waits for `/health/live`.
+    pub async fn start_api(&mut self, database_url: &str) -> anyhow::Result<()> {
+        let mut env = self.env.clone();
+        env.insert("DATABASE_URL".into(), database_url.to_owned());
+        let port = self.api_url.rsplit(':').next().unwrap_or("8000").to_owned();
+        env.insert("PORT".into(), port);
+        let api = ChildProcess::spawn("api", &binary("api"), &[], &env, &self.work_dir)?;
+        self.api = Some(api);
+        wait_ok(&format!("{}/health/live", self.api_url)).await
+    }
+
+    /// Starts a dispatcher on `database_url` (with `extra` environment) and waits for
+    /// `/readyz`.
+    pub async fn start_dispatcher(
+        &mut self,
+        database_url: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let index = self.dispatchers.len();
+        let port = free_port()?;
+        let mut env = self.env.clone();
+        env.insert("DATABASE_URL".into(), database_url.to_owned());
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env.insert("DISPATCHER_PORT".into(), port.to_string());
+        env.insert("DISPATCHER_WORKER_ID".into(), format!("bench-{index}"));
+        let name = format!("dispatcher-{index}");
+        let process = ChildProcess::spawn(&name, &binary("dispatcher"), &[], &env, &self.work_dir)?;
+        self.dispatchers.push(process);
+        wait_ok(&format!("http://127.0.0.1:{port}/readyz")).await
+    }
+
+    /// Kills the dispatchers (SIGKILL); sandboxes and the API keep running.
+    pub fn kill_dispatchers(&mut self) {
+        for dispatcher in &mut self.dispatchers {
+            dispatcher.sigkill();
+        }
+    }
+
+    /// Peak RSS (VmHWM) of the API and of the newest dispatcher, in KiB.
+    pub fn peak_rss_kib(&self) -> (Option<u64>, Option<u64>) {
+        (
+            self.api.as_ref().and_then(ChildProcess::peak_rss_kib),
+            self.dispatchers.last().and_then(ChildProcess::peak_rss_kib),
+        )
+    }
+
+    /// Kills every process and sandbox and drops the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_all();
+        self.database.drop_database().await
+    }
+
+    fn kill_all(&mut self) {
+        self.kill_dispatchers();
+        if let Some(api) = self.api.as_mut() {
+            api.sigkill();
+        }
+        let Ok(entries) = std::fs::read_dir(self.work_dir.join("sandboxes")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", "--", &format!("-{}", pid.trim()), pid.trim()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
