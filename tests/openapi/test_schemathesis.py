@@ -33,7 +33,6 @@ SERVER = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/post
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 EXAMPLES = int(os.environ.get("OPENAPI_FUZZ_EXAMPLES", "25"))
 BUDGET_S = float(os.environ.get("OPENAPI_FUZZ_BUDGET_S", "150"))
-STARTED = time.monotonic()
 
 # What every answer is checked for: no 5xx, and conformance to the document.
 CHECKS = [
@@ -126,10 +125,12 @@ def test_every_operation_answers_as_documented(live_api):
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30, [op.label for op in operations]
+    # The budget counts from here: the suites that ran before this one are not its time.
+    started = time.monotonic()
     strategy_modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
     failures, skipped, calls = {}, [], 0
     for operation in operations:
-        if time.monotonic() - STARTED > BUDGET_S:
+        if time.monotonic() - started > BUDGET_S:
             skipped.append(operation.label)
             continue
         strategy = st.one_of([operation.as_strategy(generation_mode=mode) for mode in strategy_modes])
@@ -154,6 +155,6 @@ def test_every_operation_answers_as_documented(live_api):
         except (Exception, BaseExceptionGroup) as failure:  # noqa: BLE001 - run all, report all
             failures[operation.label] = str(failure)[:3000]
     print(f"\nschemathesis: {len(operations)} operations, {calls} generated requests, "
-          f"{time.monotonic() - STARTED:.0f} s, {len(failures)} failing, {len(skipped)} skipped for time")
+          f"{time.monotonic() - started:.0f} s, {len(failures)} failing, {len(skipped)} skipped for time")
     assert not skipped, f"time budget of {BUDGET_S:.0f} s ran out before: {skipped}"
     assert not failures, "\n\n".join(f"== {label}\n{text}" for label, text in failures.items())

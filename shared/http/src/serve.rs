@@ -75,7 +75,8 @@ macro_rules! function_main {
 /// The whole `main` of a function: tracing, config, state, serve. A configuration error
 /// names the variable and exits non-zero. Nothing touches the database before the server
 /// answers: the schema check and the service-key bootstrap ([`AppState::prepare`]) start
-/// beside it, and every request but liveness waits for them ([`prepared`]).
+/// beside it, and every request but liveness waits for them ([`prepared`]); a database
+/// whose schema is older than this build ends the process naming `api migrate`.
 pub async fn run_function(
     name: &str,
     default_port: u16,
@@ -86,23 +87,29 @@ pub async fn run_function(
     let state = AppState::from_env(&Env::from_process())
         .await
         .with_context(|| format!("{name} could not start"))?;
-    let preparing = state.clone();
-    tokio::spawn(async move {
-        match preparing.prepare().await {
-            Ok(()) => {}
-            Err(err @ StoreError::SchemaBehind { .. }) => {
-                tracing::error!(%err, "requests that need the database are refused until the schema is migrated");
-            }
-            Err(err) => {
-                tracing::warn!(%err, "the database is not reachable yet; the first request that needs it tries again");
-            }
+    let router = with_preparation(app(router(state.clone())), state.clone());
+    tokio::select! {
+        served = serve(router, default_port) => served,
+        behind = schema_behind(state) => {
+            Err(behind.context(format!("{name} cannot serve this database")))
         }
-    });
-    serve(
-        with_preparation(app(router(state.clone())), state),
-        default_port,
-    )
-    .await
+    }
+}
+
+/// Checks the schema and bootstraps the service keys beside the server
+/// ([`AppState::prepare`]); resolves only if the database's schema is older than this
+/// build, and the process then exits naming `api migrate` (its orchestrator restarts it
+/// once the migration ran). An unreachable database is logged and left to the first
+/// request that needs it.
+async fn schema_behind(state: AppState) -> anyhow::Error {
+    match state.prepare().await {
+        Err(err @ StoreError::SchemaBehind { .. }) => return anyhow::Error::new(err),
+        Err(err) => {
+            tracing::warn!(%err, "the database is not reachable yet; the first request that needs it tries again");
+        }
+        Ok(()) => {}
+    }
+    std::future::pending().await
 }
 
 /// `router` with every request but liveness waiting for [`AppState::prepare`] (see
