@@ -142,16 +142,7 @@ mod tests {
     }
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        centaur_store::assignments::spawn(
-            pool,
-            thread,
-            None,
-            Some(centaur_core::Harness::Echo),
-            centaur_core::Harness::Codex,
-            "h",
-        )
-        .await
-        .unwrap();
+        centaur_http::testing::spawn_echo_thread(pool, thread).await;
         posted(pool, thread, "hello").await;
     }
 

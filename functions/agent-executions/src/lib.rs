@@ -190,16 +190,7 @@ mod tests {
     use sqlx::PgPool;
 
     async fn queued(pool: &PgPool, thread: &str) -> String {
-        centaur_store::assignments::spawn(
-            pool,
-            thread,
-            None,
-            Some(centaur_core::Harness::Echo),
-            centaur_core::Harness::Codex,
-            "h",
-        )
-        .await
-        .unwrap();
+        centaur_http::testing::spawn_echo_thread(pool, thread).await;
         let request = NewExecution {
             thread_key: thread.into(),
             assignment_generation: Some(1),

@@ -238,16 +238,7 @@ mod tests {
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        centaur_store::assignments::spawn(
-            pool,
-            thread,
-            None,
-            Some(centaur_core::Harness::Echo),
-            centaur_core::Harness::Codex,
-            "h",
-        )
-        .await
-        .unwrap();
+        centaur_http::testing::spawn_echo_thread(pool, thread).await;
     }
 
     fn text(thread: &str, generation: i64, text: &str) -> Value {

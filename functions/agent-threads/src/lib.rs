@@ -292,16 +292,7 @@ mod tests {
     use sqlx::PgPool;
 
     async fn spawned(pool: &PgPool, thread: &str) {
-        assignments::spawn(
-            pool,
-            thread,
-            None,
-            Some(centaur_core::Harness::Echo),
-            centaur_core::Harness::Codex,
-            "h",
-        )
-        .await
-        .unwrap();
+        centaur_http::testing::spawn_echo_thread(pool, thread).await;
     }
 
     #[sqlx::test(migrator = "centaur_store::MIGRATOR")]

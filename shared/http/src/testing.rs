@@ -33,6 +33,21 @@ pub fn test_state(pool: PgPool) -> AppState {
     AppState::new(pool, test_config())
 }
 
+/// Spawns `thread` on the echo harness (generation 1 on a new thread), as the local
+/// operator would.
+pub async fn spawn_echo_thread(pool: &PgPool, thread: &str) {
+    centaur_store::assignments::spawn(
+        pool,
+        thread,
+        None,
+        Some(centaur_core::Harness::Echo),
+        centaur_core::Harness::Codex,
+        "h",
+    )
+    .await
+    .expect("spawn an echo thread");
+}
+
 /// Creates an API key with `scopes` and returns its plaintext.
 pub async fn create_key(pool: &PgPool, scopes: &[&str]) -> String {
     let key = api_key::generate();

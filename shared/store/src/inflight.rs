@@ -36,6 +36,26 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// Appends the cancel's `execution_state` event (`status`, with the cancel's reason).
+async fn record_state(
+    conn: &mut PgConnection,
+    thread_key: &str,
+    execution_id: &str,
+    status: &str,
+    reason: TerminalReason,
+) -> Result<(), StoreError> {
+    let state = json!({"status": status, "terminal_reason": reason.as_str()});
+    events::append(
+        conn,
+        thread_key,
+        Some(execution_id),
+        kinds::EXECUTION_STATE,
+        &state,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Cancels one execution inside the caller's transaction: a queued or waiting one at once
 /// (its `cancelled` event and delivery notice), a running one by asking its dispatcher.
 pub(crate) async fn cancel(
@@ -53,15 +73,7 @@ pub(crate) async fn cancel(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(thread_key) = queued {
-        let state = json!({"status": "cancelled", "terminal_reason": reason.as_str()});
-        events::append(
-            &mut *conn,
-            &thread_key,
-            Some(execution_id),
-            kinds::EXECUTION_STATE,
-            &state,
-        )
-        .await?;
+        record_state(conn, &thread_key, execution_id, "cancelled", reason).await?;
         sqlx::query(
             "UPDATE delivery_outbox SET state = 'pending', payload = $2, next_attempt_at = now(), updated_at = now()
              WHERE execution_id = $1 AND state = 'awaiting_terminal'",
@@ -80,15 +92,7 @@ pub(crate) async fn cancel(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(thread_key) = running {
-        let state = json!({"status": "cancel_requested", "terminal_reason": reason.as_str()});
-        events::append(
-            &mut *conn,
-            &thread_key,
-            Some(execution_id),
-            kinds::EXECUTION_STATE,
-            &state,
-        )
-        .await?;
+        record_state(conn, &thread_key, execution_id, "cancel_requested", reason).await?;
         return Ok(CancelOutcome::Requested);
     }
     let status: Option<String> =
