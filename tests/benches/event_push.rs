@@ -1,8 +1,8 @@
 //! Event push latency: how long after an event commits does a client following
 //! `GET /agent/threads/{tk}/events` (SSE) receive it? The stack's real api runs against a
 //! fresh database; the bench commits harness events the way the dispatcher does (one
-//! statement each, through the store) and times each until its SSE frame arrives over real
-//! HTTP. Before streams were pushed (LISTEN/NOTIFY) they polled every 250 ms.
+//! statement each, through the store, then the wake-up after the commit) and times each
+//! until its SSE frame arrives over real HTTP. Before streams were pushed (LISTEN/NOTIFY) they polled every 250 ms.
 //!
 //! `cargo bench -p centaur-tests --bench event_push` (after `cargo build --release
 //! --workspace --bins`; EVENTS=n overrides the sample size).
@@ -61,6 +61,7 @@ async fn main() {
         )
         .await
         .unwrap();
+        centaur_store::wakeups::announce(&pool, &[thread], None).await;
         let committed_at = committed.elapsed();
         // Read frames until this event's arrives.
         while !buffered.contains(&format!("\"{marker}\"")) {

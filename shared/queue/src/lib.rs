@@ -72,9 +72,10 @@ pub trait Queue: Send + Sync {
     /// A short name for logs and metrics: `postgres` or `sqs`.
     fn backend_name(&self) -> &'static str;
 
-    /// True when messages live in the control plane's own database (`queue_messages`,
-    /// [`postgres::SEND`]): a transaction that creates or finishes an execution then
-    /// writes or deletes its message itself, and the queue calls are not needed.
+    /// True when messages live in the control plane's own database (`queue_messages`):
+    /// a transaction that creates or finishes an execution then writes or deletes its
+    /// message itself (and wakes the receivers after its commit), and the queue calls are
+    /// not needed.
     fn in_database(&self) -> bool {
         false
     }

@@ -40,30 +40,14 @@ pub const TAKE_VISIBLE: &str = "WITH candidates AS (
      WHERE q.execution_id = f.execution_id
      RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count";
 
-/// Sends a message (binds `$1` execution, `$2` thread, `$3` channel) and notifies the
-/// receivers, in one statement: a message already in flight is left alone (and nobody is
-/// woken for it). Run it inside a transaction to make the message part of it (the
-/// notification is delivered at commit).
-pub const SEND: &str = "WITH sent AS (
-         INSERT INTO queue_messages (execution_id, thread_key) VALUES ($1, $2)
-         ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
-         WHERE queue_messages.receipt IS NULL
-         RETURNING execution_id)
-     SELECT count(pg_notify($3, '')) FROM sent";
-
-/// Sends `message` on `conn` (inside the caller's transaction, if it has one).
-pub async fn send_on(
-    conn: &mut sqlx::PgConnection,
-    message: &QueueMessage,
-) -> Result<(), QueueError> {
-    sqlx::query(SEND)
-        .bind(&message.execution_id)
-        .bind(&message.thread_key)
-        .bind(CHANNEL)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+/// Sends a message (binds `$1` execution, `$2` thread): a message already in flight is
+/// left alone. Returns a row when it wrote one (the receivers are then woken, after the
+/// commit: a `NOTIFY` inside a writing transaction would hold Postgres's notification
+/// lock through the WAL flush and serialise every sender).
+pub const SEND: &str = "INSERT INTO queue_messages (execution_id, thread_key) VALUES ($1, $2)
+     ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
+     WHERE queue_messages.receipt IS NULL
+     RETURNING 1";
 
 /// A queue over the `queue_messages` table.
 pub struct PostgresQueue {
@@ -135,12 +119,17 @@ fn parse_receipt(receipt: &str) -> Option<Uuid> {
 #[async_trait]
 impl Queue for PostgresQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        sqlx::query(SEND)
+        let sent = sqlx::query(SEND)
             .bind(&message.execution_id)
             .bind(&message.thread_key)
-            .bind(CHANNEL)
             .execute(&self.pool)
             .await?;
+        if sent.rows_affected() > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
 use crate::idempotency::{self, Keyed};
 use crate::inflight;
+use crate::wakeups;
 use crate::StoreError;
 use centaur_core::api::{ReleaseResponse, SpawnResponse};
 use centaur_core::Harness;
@@ -325,5 +326,8 @@ pub async fn release(
     }
     audit::record(&mut tx, actor, Action::Release, Target::thread(thread_key)).await?;
     tx.commit().await?;
+    if !response.cancelled_execution_ids.is_empty() {
+        wakeups::announce(pool, &[thread_key], None).await;
+    }
     Ok(response)
 }

@@ -7,6 +7,7 @@
 
 use crate::error::optional_column;
 use crate::events::{self, kinds};
+use crate::wakeups;
 use crate::StoreError;
 use centaur_core::api::MessagePart;
 use centaur_core::{ExecutionStatus, TerminalReason};
@@ -27,6 +28,8 @@ const HELD: &str = "execution_id = $1 AND worker_id = $2 AND attempt = $3
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub execution_id: String,
+    /// The execution's thread (whose followers a write under the lease wakes).
+    pub thread_key: String,
     pub worker_id: String,
     pub attempt: i32,
 }
@@ -90,6 +93,7 @@ impl ClaimedExecution {
     pub fn lease(&self) -> Lease {
         Lease {
             execution_id: self.execution_id.clone(),
+            thread_key: self.thread_key.clone(),
             worker_id: self.worker_id.clone(),
             attempt: self.attempt,
         }
@@ -199,9 +203,9 @@ pub async fn claim(
     .fetch_one(pool)
     .await?;
     if row.try_get::<bool, _>("won")? {
-        return Ok(ClaimOutcome::Claimed(Box::new(ClaimedExecution::from_row(
-            &row,
-        )?)));
+        let claimed = ClaimedExecution::from_row(&row)?;
+        wakeups::announce(pool, &[&claimed.thread_key], None).await;
+        return Ok(ClaimOutcome::Claimed(Box::new(claimed)));
     }
     let found: Option<ExecutionStatus> =
         optional_column("executions.status", row.try_get("found_status")?)?;
@@ -321,6 +325,7 @@ pub async fn record_start(
     .bind(started)
     .fetch_one(pool)
     .await?;
+    announce_if(pool, held > 0, holder).await;
     Ok(held > 0)
 }
 
@@ -369,6 +374,7 @@ pub async fn start_turn(
     if held == 0 {
         return Ok(None);
     }
+    wakeups::announce(pool, &[&holder.thread_key], None).await;
     Ok(Some(messages.0))
 }
 
@@ -429,6 +435,7 @@ pub async fn append_harness_events(
     .bind(batch)
     .fetch_one(pool)
     .await?;
+    announce_if(pool, held > 0, holder).await;
     Ok(held > 0)
 }
 
@@ -575,8 +582,7 @@ pub async fn finish(
              ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
              WHERE queue_messages.receipt IS NULL
              RETURNING 1)
-         SELECT (SELECT count(*) FROM done),
-                (SELECT count(pg_notify($16, '')) FROM woken)"
+         SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM woken)"
     ))
     .bind(&holder.execution_id)
     .bind(&holder.worker_id)
@@ -597,6 +603,10 @@ pub async fn finish(
     .bind(last)
     .fetch_one(pool)
     .await?;
+    if done > 0 {
+        let queue_channel = channel.filter(|_| woken > 0);
+        wakeups::announce(pool, &[&holder.thread_key], queue_channel).await;
+    }
     Ok(Finished {
         written: done > 0,
         woke_next: woken > 0,
@@ -637,7 +647,16 @@ pub async fn hand_back(pool: &PgPool, holder: &Lease, why: &str) -> Result<bool,
     .bind(why)
     .fetch_one(pool)
     .await?;
+    announce_if(pool, back > 0, holder).await;
     Ok(back > 0)
+}
+
+/// Wakes the followers of `holder`'s thread after a write under the lease that stored
+/// events (`wrote`).
+async fn announce_if(pool: &PgPool, wrote: bool, holder: &Lease) {
+    if wrote {
+        wakeups::announce(pool, &[&holder.thread_key], None).await;
+    }
 }
 
 /// An execution id with its thread.

@@ -1,13 +1,15 @@
 //! The event trail: `execution_events`, appended by the API and the dispatcher. Every
-//! insert gets its `thread_seq` (gap-free per thread, in commit order) and notifies
-//! [`CHANNEL`] from a trigger (migration 0007), whatever statement inserts it.
+//! insert gets its `thread_seq` (gap-free per thread, in commit order) from a trigger
+//! (migration 0007), whatever statement inserts it; the writer notifies [`CHANNEL`] after
+//! its commit ([`crate::wakeups::announce`]).
 
 use crate::StoreError;
 use centaur_core::api::EventView;
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
 
-/// The LISTEN/NOTIFY channel an insert notifies, with the thread key as payload.
+/// The LISTEN/NOTIFY channel event writers notify after commit, with the thread key as
+/// payload.
 pub const CHANNEL: &str = "centaur_events";
 
 /// Event kinds (the `event_kind` CHECK constraint lists the same names).
@@ -29,7 +31,8 @@ pub mod kinds {
 /// stored in `ord` order — and returns their `event_id`s. Every writer of
 /// `execution_events` goes through it (a fenced transition puts it beside its UPDATE, so
 /// the state change and its event are one statement): a column the trail gains is added
-/// here once (`thread_seq` and the notification come from the insert trigger).
+/// here once (`thread_seq` comes from the insert trigger; the writer announces the thread
+/// after its commit).
 pub fn insert_cte(name: &str, source: &str) -> String {
     format!(
         "{name} AS (
@@ -41,7 +44,7 @@ pub fn insert_cte(name: &str, source: &str) -> String {
 }
 
 /// Appends one event and returns its id. Pass a transaction to make it atomic with a
-/// state change.
+/// state change; followers learn of it from [`crate::wakeups::announce`] after the commit.
 pub async fn append<'e>(
     executor: impl PgExecutor<'e>,
     thread_key: &str,

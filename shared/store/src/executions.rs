@@ -7,6 +7,7 @@ use crate::error::{column, optional_column, TurnError};
 use crate::events::{self, kinds};
 use crate::inflight;
 use crate::messages::NewMessage;
+use crate::wakeups;
 use crate::StoreError;
 use centaur_core::api::{Delivery, ExecuteResponse, ExecutionView, Usage};
 use centaur_core::{ExecutionId, ExecutionStatus, Harness, TerminalReason};
@@ -96,8 +97,8 @@ impl ExecuteRead {
 }
 
 /// [`create_in_workspace`], and with `queue_channel` (the Postgres queue's NOTIFY
-/// channel) the execution's `queue_messages` row and its notification in the same
-/// transaction: the turn is durable and enqueued with one commit.
+/// channel) the execution's `queue_messages` row in the same transaction: the turn is
+/// durable and enqueued with one commit. The wake-ups (events, queue) follow the commit.
 ///
 /// Four statements in one transaction: the thread's lock; one read (idempotency replay,
 /// active assignment, recent failures); one write (the assignment if the one-call path
@@ -283,8 +284,7 @@ pub async fn create_and_enqueue(
          audited AS (
              INSERT INTO audit_log ({AUDIT_COLUMNS})
              SELECT $21, $22, $23, $24, 'execute', $1, $2, NULL FROM pending WHERE n > 0)
-         SELECT (SELECT n FROM pending), (SELECT n FROM generation)
-         FROM (SELECT count(pg_notify($20, '')) FROM queued) AS notified"
+         SELECT (SELECT n FROM pending), (SELECT n FROM generation)"
     ))
     .bind(thread_key)
     .bind(execution_id.as_str())
@@ -320,6 +320,7 @@ pub async fn create_and_enqueue(
         return Err(TurnError::NoPendingMessages(thread_key.to_owned()));
     }
     tx.commit().await?;
+    wakeups::announce(pool, &[thread_key], queue_channel).await;
     let response = ExecuteResponse {
         ok: true,
         execution_id: execution_id.to_string(),
@@ -454,20 +455,25 @@ pub async fn cancel(
 ) -> Result<CancelOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let outcome = inflight::cancel(&mut tx, execution_id, TerminalReason::Cancelled).await?;
+    let mut changed_thread: Option<String> = None;
     if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
-        sqlx::query(&format!(
+        changed_thread = sqlx::query_scalar(&format!(
             "INSERT INTO audit_log ({AUDIT_COLUMNS})
              SELECT $2, $3, $4, $5, 'cancel', thread_key, execution_id, NULL
-             FROM executions WHERE execution_id = $1"
+             FROM executions WHERE execution_id = $1
+             RETURNING thread_key"
         ))
         .bind(execution_id)
         .bind(actor.kind.as_str())
         .bind(&actor.id)
         .bind(&actor.name)
         .bind(&actor.peer)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
     }
     tx.commit().await?;
+    if let Some(thread_key) = &changed_thread {
+        wakeups::announce(pool, &[thread_key], None).await;
+    }
     Ok(outcome)
 }

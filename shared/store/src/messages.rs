@@ -5,6 +5,7 @@ use crate::audit::{self, Action, Actor, Target};
 use crate::error::TurnError;
 use crate::events::{self, kinds};
 use crate::idempotency::{self, Keyed};
+use crate::wakeups;
 use crate::StoreError;
 use centaur_core::api::{MessagePart, MessageResponse};
 use serde::Serialize;
@@ -114,10 +115,14 @@ pub async fn post(
     for message in messages {
         responses.push(insert(&mut tx, thread_key, generation, message).await?);
     }
-    if responses.iter().any(|response| !response.idempotent) {
+    let stored = responses.iter().any(|response| !response.idempotent);
+    if stored {
         audit::record(&mut tx, actor, Action::Message, Target::thread(thread_key)).await?;
     }
     tx.commit().await?;
+    if stored {
+        wakeups::announce(pool, &[thread_key], None).await;
+    }
     Ok(responses)
 }
 

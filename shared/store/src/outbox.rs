@@ -5,6 +5,7 @@
 //! `dead_letter`. Every outcome appends a `final_delivery_*` event to the execution.
 
 use crate::events::{self, kinds};
+use crate::wakeups;
 use crate::StoreError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -173,6 +174,7 @@ pub async fn delivered(
     )
     .await?;
     tx.commit().await?;
+    wakeups::announce(pool, &[&thread_key], None).await;
     Ok(true)
 }
 
@@ -226,6 +228,7 @@ pub async fn failed(
     )
     .await?;
     tx.commit().await?;
+    wakeups::announce(pool, &[&thread_key], None).await;
     Ok(if dead {
         FailedOutcome::DeadLettered
     } else {

@@ -6,6 +6,7 @@
 
 use crate::dispatch::Lease;
 use crate::events::{self, kinds};
+use crate::wakeups;
 use crate::StoreError;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -58,6 +59,9 @@ pub async fn record(
     .bind(&body)
     .fetch_optional(pool)
     .await?;
+    if event_id.is_some() {
+        wakeups::announce(pool, &[&holder.thread_key], None).await;
+    }
     Ok(event_id.map(|event_id| StartRetry {
         event_id,
         sandbox_id: sandbox_id.to_owned(),

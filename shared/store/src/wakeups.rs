@@ -1,13 +1,43 @@
 //! Push for event followers: one `LISTEN centaur_events` connection per process fans the
-//! notifications that event inserts send at commit (migration 0007) out to every stream
-//! following a thread, so a stream re-reads the table only when its thread has news.
+//! notifications that event writers send after their commit ([`announce`]) out to every
+//! stream following a thread, so a stream re-reads the table only when its thread has news.
 
 use crate::events::CHANNEL;
 use sqlx::postgres::PgListener;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, OnceCell};
+
+/// Tells the listeners that `threads` got events and (with `queue_channel`, the Postgres
+/// queue's channel) that the queue holds a message, once the write that made them visible
+/// has committed. Always its own transaction: a `NOTIFY` inside a writing transaction holds
+/// Postgres's notification lock through that transaction's WAL flush, so every notifying
+/// writer would commit one after another (16 clients inserting on 2 cores: 1,600/s with the
+/// `NOTIFY` inside, 6,100/s with it after the commit; a notify-only transaction flushes
+/// nothing). A wake-up is a hint (listeners re-read rows, and re-read anyway every few
+/// seconds), so a failure is logged, not returned: the write it follows is committed.
+pub async fn announce<'e>(
+    executor: impl PgExecutor<'e>,
+    threads: &[&str],
+    queue_channel: Option<&str>,
+) {
+    if threads.is_empty() && queue_channel.is_none() {
+        return;
+    }
+    let sent = sqlx::query(
+        "SELECT (SELECT count(pg_notify($1, thread)) FROM unnest($2::text[]) AS thread),
+                (SELECT count(pg_notify($3, '')) WHERE $3::text IS NOT NULL)",
+    )
+    .bind(CHANNEL)
+    .bind(threads)
+    .bind(queue_channel)
+    .execute(executor)
+    .await;
+    if let Err(err) = sent {
+        tracing::warn!(%err, ?threads, "could not send wake-ups; listeners re-read on their own");
+    }
+}
 
 /// What a follower is woken with.
 #[derive(Debug, Clone, PartialEq, Eq)]

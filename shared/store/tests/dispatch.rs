@@ -142,6 +142,7 @@ async fn a_claim_takes_a_queued_execution_with_its_event_and_holds_the_lease(poo
         execution.lease(),
         Lease {
             execution_id: FIRST.into(),
+            thread_key: execution.thread_key.clone(),
             worker_id: "w1".into(),
             attempt: 1
         }
@@ -915,4 +916,56 @@ async fn stored_parts_are_read_once_and_tolerantly_at_every_row_boundary(pool: P
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows[0].is_outcome() && rows[0].parts.is_empty());
     assert_eq!(rows[1].parts, expected, "history");
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_finish_wakes_the_threads_followers_and_the_queue_once_it_has_committed(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    seed(&pool, SECOND, false).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen_all([centaur_store::events::CHANNEL, "centaur_queue"])
+        .await
+        .unwrap();
+    let lease = claimed(&pool, FIRST, "w1").await.lease();
+    let claim_wakeup = listener.recv().await.unwrap();
+    assert_eq!(
+        (claim_wakeup.channel(), claim_wakeup.payload()),
+        (centaur_store::events::CHANNEL, THREAD)
+    );
+    let mut end = completed("PONG");
+    end.queue = Some(dispatch::QueueRelease {
+        receipt: None,
+        channel: "centaur_queue".into(),
+    });
+
+    dispatch::finish(&pool, &lease, &end).await.unwrap();
+
+    let mut woken = Vec::new();
+    for _ in 0..2 {
+        let notification = listener.recv().await.unwrap();
+        // Sent after the commit: whoever is woken already sees what woke it.
+        let visible: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue_messages WHERE execution_id = $1",
+        )
+        .bind(SECOND)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(visible, 1);
+        woken.push((
+            notification.channel().to_owned(),
+            notification.payload().to_owned(),
+        ));
+    }
+    woken.sort();
+    assert_eq!(
+        woken,
+        [
+            ("centaur_events".to_owned(), THREAD.to_owned()),
+            ("centaur_queue".to_owned(), String::new())
+        ]
+    );
 }
