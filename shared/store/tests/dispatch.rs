@@ -947,13 +947,12 @@ async fn a_finish_wakes_the_threads_followers_and_the_queue_once_it_has_committe
     for _ in 0..2 {
         let notification = listener.recv().await.unwrap();
         // Sent after the commit: whoever is woken already sees what woke it.
-        let visible: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM queue_messages WHERE execution_id = $1",
-        )
-        .bind(SECOND)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let visible: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM queue_messages WHERE execution_id = $1")
+                .bind(SECOND)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!(visible, 1);
         woken.push((
             notification.channel().to_owned(),
