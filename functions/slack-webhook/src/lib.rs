@@ -152,8 +152,11 @@ async fn webhook(
 ) -> Response {
     let started = Instant::now();
     let response = handle(&state, &peer, &headers, &body).await;
-    metrics::histogram!("centaur_slack_webhook_seconds", "status" => response.status().as_str().to_owned())
-        .record(started.elapsed().as_secs_f64());
+    let (status, seconds) = (response.status(), started.elapsed().as_secs_f64());
+    centaur_telemetry::record(move || {
+        metrics::histogram!("centaur_slack_webhook_seconds", "status" => status.as_str().to_owned())
+            .record(seconds);
+    });
     response
 }
 
@@ -418,8 +421,11 @@ impl Step {
     }
 
     fn done(&mut self, step: &'static str) {
-        metrics::histogram!("centaur_slack_webhook_step_seconds", "step" => step)
-            .record(self.0.elapsed().as_secs_f64());
+        let seconds = self.0.elapsed().as_secs_f64();
+        centaur_telemetry::record(move || {
+            metrics::histogram!("centaur_slack_webhook_step_seconds", "step" => step)
+                .record(seconds);
+        });
         self.0 = Instant::now();
     }
 }

@@ -36,10 +36,13 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let status = format!("{}xx", response.status().as_u16() / 100);
-    metrics::counter!("centaur_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("centaur_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    centaur_telemetry::record(move || {
+        metrics::counter!("centaur_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("centaur_http_request_duration_seconds", "route" => route, "method" => method)
+            .record(seconds);
+    });
     response
 }
 

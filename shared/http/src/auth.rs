@@ -1,14 +1,18 @@
 //! Who is calling: the local operator, a database API key, or a sandbox token.
 
 use crate::error::ApiError;
+use crate::peer_uid::client_uid;
 use crate::state::AppState;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::serve::IncomingStream;
 use centaur_auth::scope::{self, Scope};
 use centaur_auth::{api_key, sandbox_token, SandboxClaims};
 use centaur_store::audit::Actor;
 use std::net::SocketAddr;
+use tokio::net::TcpListener;
 
 /// Headers that mean "this request was forwarded by a proxy, load balancer, CDN or mesh
 /// sidecar": never the local operator. Besides these exact names, any header whose name
@@ -75,39 +79,47 @@ pub fn is_local_operator(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool 
             .all(|name| !is_forwarding_header(name.as_str()))
 }
 
-/// The uid owning the client end of a loopback TCP connection whose client address is
-/// `peer` (read from `/proc/net/tcp` and `tcp6`); `None` if it cannot be found.
-pub fn loopback_peer_uid(peer: SocketAddr) -> Option<u32> {
-    let v4 = procfs::net::tcp().ok().into_iter().flatten();
-    let v6 = procfs::net::tcp6().ok().into_iter().flatten();
-    v4.chain(v6)
-        .find(|entry| entry.local_address == peer)
-        .map(|entry| entry.uid)
+/// One TCP connection as the server accepted it (the router's connect info): the
+/// client's address and the local address it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
 }
 
-/// True if the process on the other end of a loopback connection runs as this process's
+impl Connected<IncomingStream<'_, TcpListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        let peer = *stream.remote_addr();
+        let local = stream.io().local_addr().unwrap_or(peer);
+        Connection { peer, local }
+    }
+}
+
+/// True if the process on the client end of a loopback connection runs as this process's
 /// user or as root. Local sandboxes run as another user, so a sandbox calling the API
 /// over loopback without a key is not the operator.
-fn is_operator_user(peer: SocketAddr) -> bool {
+fn is_operator_user(connection: Connection) -> bool {
     use std::os::unix::fs::MetadataExt;
     let own = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
-    match (loopback_peer_uid(peer), own) {
+    match (client_uid(connection.peer, connection.local), own) {
         (Some(caller), Some(own)) => caller == own || caller == 0,
         _ => false,
     }
 }
 
 impl Principal {
-    /// Authenticates a request from its headers and peer address.
+    /// Authenticates a request from its headers and connection.
     pub async fn authenticate(
         state: &AppState,
         headers: &HeaderMap,
-        peer: Option<SocketAddr>,
+        connection: Option<Connection>,
     ) -> Result<Self, ApiError> {
         let Some(token) = credential(headers).filter(|token| !token.is_empty()) else {
             if state.config.auth.local_operator
-                && is_local_operator(peer, headers)
-                && peer.is_some_and(is_operator_user)
+                && is_local_operator(connection.map(|c| c.peer), headers)
+                && connection.is_some_and(is_operator_user)
             {
                 return Ok(Principal::LocalOperator);
             }
@@ -199,8 +211,8 @@ pub struct Peer(pub Option<String>);
 impl Peer {
     /// The peer of a request.
     pub fn of(parts: &Parts) -> Self {
-        if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            return Peer(Some(addr.to_string()));
+        if let Some(ConnectInfo(connection)) = parts.extensions.get::<ConnectInfo<Connection>>() {
+            return Peer(Some(connection.peer.to_string()));
         }
         use lambda_http::request::RequestContext;
         let source_ip = match parts.extensions.get::<RequestContext>() {
@@ -227,11 +239,11 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
+        let connection = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+            .get::<ConnectInfo<Connection>>()
             .map(|info| info.0);
-        Principal::authenticate(state, &parts.headers, peer).await
+        Principal::authenticate(state, &parts.headers, connection).await
     }
 }
 
@@ -362,18 +374,17 @@ mod tests {
     #[tokio::test]
     async fn a_loopback_connection_is_traced_to_the_user_that_opened_it() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
+        let local = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(local).await.unwrap();
         let (_server_side, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
-        use std::os::unix::fs::MetadataExt;
-        let own = std::fs::metadata("/proc/self").unwrap().uid();
-        assert_eq!(loopback_peer_uid(peer), Some(own));
-        assert!(is_operator_user(peer));
+        assert!(is_operator_user(Connection { peer, local }));
         let nobody_there = SocketAddr::from(([127, 0, 0, 1], 1));
         assert!(
-            !is_operator_user(nobody_there),
+            !is_operator_user(Connection {
+                peer: nobody_there,
+                local
+            }),
             "an untraceable peer is not the operator"
         );
     }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod peer_uid;
 pub mod serve;
 pub mod state;
 #[cfg(feature = "testing")]

@@ -2,6 +2,7 @@
 //! plain HTTP server on `$PORT`.
 
 use crate::app::app;
+use crate::auth::Connection;
 use crate::error::ApiError;
 use crate::state::AppState;
 use anyhow::Context;
@@ -14,7 +15,6 @@ use centaur_config::Env;
 use centaur_core::api::codes;
 use centaur_store::StoreError;
 use serde_json::json;
-use std::net::SocketAddr;
 
 /// Serves `router` (already wrapped by [`app`]) until SIGTERM/ctrl-c.
 pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
@@ -31,7 +31,7 @@ pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
     tracing::info!(port, "listening");
     axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<Connection>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
@@ -82,16 +82,21 @@ pub async fn run_function(
     default_port: u16,
     router: fn(AppState) -> Router,
 ) -> anyhow::Result<()> {
+    centaur_telemetry::start_metrics();
     centaur_telemetry::init_tracing(name);
-    let _ = centaur_telemetry::metrics();
     let state = AppState::from_env(&Env::from_process())
         .await
         .with_context(|| format!("{name} could not start"))?;
     let router = with_preparation(app(router(state.clone())), state.clone());
+    // A task of its own, so that connecting to the database (reading `.pgpass`, the TCP
+    // and start-up exchange) runs beside the server instead of between its polls.
+    let mut behind = tokio::spawn(schema_behind(state));
     tokio::select! {
+        biased;
         served = serve(router, default_port) => served,
-        behind = schema_behind(state) => {
-            Err(behind.context(format!("{name} cannot serve this database")))
+        behind = &mut behind => {
+            let err = behind.unwrap_or_else(|panic| anyhow::anyhow!("schema check: {panic}"));
+            Err(err.context(format!("{name} cannot serve this database")))
         }
     }
 }
@@ -158,6 +163,7 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
     use centaur_config::ApiConfig;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn config() -> ApiConfig {
@@ -187,7 +193,7 @@ mod tests {
             .local_addr()
             .unwrap_or_else(|err| panic!("address: {err}"));
         tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let service = router.into_make_service_with_connect_info::<Connection>();
             let _ = axum::serve(listener, service).await;
         });
         address

@@ -2,6 +2,7 @@
 //! database and a client that drives the real router with the real layers.
 
 use crate::app::app;
+use crate::auth::Connection;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -78,8 +79,8 @@ pub enum Caller {
 }
 
 /// A real loopback TCP connection opened by this process: requests sent as
-/// [`Caller::LocalOperator`] carry its client address, which `/proc/net/tcp` traces to this
-/// process's user, as the API's local-operator rule requires.
+/// [`Caller::LocalOperator`] carry its addresses, which the kernel traces to this process's
+/// user, as the API's local-operator rule requires.
 struct OperatorConnection {
     client: std::net::TcpStream,
     _server: std::net::TcpStream,
@@ -105,10 +106,14 @@ impl OperatorConnection {
         }
     }
 
-    fn peer(&self) -> SocketAddr {
-        self.client
-            .local_addr()
-            .unwrap_or_else(|err| panic!("client address: {err}"))
+    fn connection(&self) -> Connection {
+        let address = |end: std::io::Result<SocketAddr>| {
+            end.unwrap_or_else(|err| panic!("connection address: {err}"))
+        };
+        Connection {
+            peer: address(self.client.local_addr()),
+            local: address(self.client.peer_addr()),
+        }
     }
 }
 
@@ -157,18 +162,22 @@ impl TestClient {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let peer = match caller {
-            Caller::LocalOperator => self.operator.peer(),
+        let remote = Connection {
+            peer: SocketAddr::from(([10, 0, 0, 9], 50000)),
+            local: SocketAddr::from(([10, 0, 0, 1], 8000)),
+        };
+        let connection = match caller {
+            Caller::LocalOperator => self.operator.connection(),
             Caller::Key(key) => {
                 builder = builder.header("x-api-key", key);
-                SocketAddr::from(([10, 0, 0, 9], 50000))
+                remote
             }
-            Caller::Anonymous => SocketAddr::from(([10, 0, 0, 9], 50000)),
+            Caller::Anonymous => remote,
         };
         let mut request = builder
             .body(Body::from(body))
             .unwrap_or_else(|err| panic!("request: {err}"));
-        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(ConnectInfo(connection));
         let response = self
             .router
             .clone()

@@ -34,6 +34,31 @@ pub fn init_tracing(service: &str) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Builds and installs the Prometheus recorder on a thread of its own and returns at once.
+/// Building it calibrates `quanta`'s clock (a busy loop of a few milliseconds, the larger
+/// part of a function's cold start), which the first request should not wait for;
+/// [`record`] keeps what is recorded meanwhile.
+pub fn start_metrics() {
+    std::thread::spawn(|| {
+        metrics();
+    });
+}
+
+/// Runs `record` (which records metrics through the `metrics` macros) once the recorder
+/// is installed: at once, or, in a process's first milliseconds while [`start_metrics`]
+/// is still building it, on a thread that waits for it, so that nothing recorded then is
+/// lost to the no-op recorder.
+pub fn record(record: impl FnOnce() + Send + 'static) {
+    if METRICS.get().is_some() {
+        record();
+        return;
+    }
+    std::thread::spawn(move || {
+        metrics();
+        record();
+    });
+}
+
 /// The process's Prometheus recorder, installed on first use. If another recorder was
 /// already installed (tests), a detached one still renders what this handle records.
 pub fn metrics() -> PrometheusHandle {
