@@ -195,21 +195,23 @@ async fn the_warm_pool_is_kept_in_pods_and_a_new_thread_claims_one() {
     )
     .await;
     let client = stack.client();
+    let warm_pods = || -> Vec<String> {
+        fake.pod_names()
+            .into_iter()
+            .filter(|name| {
+                fake.pod(name)
+                    .is_some_and(|p| p["metadata"]["labels"]["centaur.ai/warm"] == "true")
+            })
+            .collect()
+    };
+    // The pool's rows and the API server's pods agree once the pool is filled.
     eventually(Duration::from_secs(30), "two ready warm pods", || async {
         let (_, pool) = client.get("/agent/pool").await?;
-        Ok((pool["ready"].as_u64() == Some(2)).then_some(()))
+        Ok((pool["ready"].as_u64() == Some(2) && warm_pods().len() == 2).then_some(()))
     })
     .await
-    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
-    let warm_pods: Vec<String> = fake
-        .pod_names()
-        .into_iter()
-        .filter(|name| {
-            fake.pod(name)
-                .is_some_and(|p| p["metadata"]["labels"]["centaur.ai/warm"] == "true")
-        })
-        .collect();
-    assert_eq!(warm_pods.len(), 2, "{:?}", fake.pod_names());
+    .unwrap_or_else(|err| panic!("{err:#}\n{:?}\n{}", fake.pod_names(), stack.logs()));
+    let warm_pods = warm_pods();
 
     let id = client.turn("k8s-warm", "warm hello").await.unwrap();
     let execution = client
