@@ -76,6 +76,29 @@ pub fn metrics() -> PrometheusHandle {
 mod tests {
     use super::*;
 
+    /// Renders until `needle` appears (a recording thread may still be running).
+    fn rendered_eventually(needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = metrics().render();
+            if text.contains(needle) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_metric_recorded_while_the_recorder_is_being_built_is_kept() {
+        start_metrics();
+        record(|| {
+            metrics::counter!("centaur_test_early_total").increment(1);
+        });
+
+        let text = rendered_eventually("centaur_test_early_total 1");
+        assert!(text.contains("centaur_test_early_total 1"), "{text}");
+    }
+
     #[test]
     fn recorded_counters_appear_in_the_prometheus_text() {
         let handle = metrics();
