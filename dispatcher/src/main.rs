@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = centaur_store::connect(&config.database.url, config.database.max_connections)
         .await
         .context("connecting to DATABASE_URL")?;
+    centaur_store::wakeups::announce_in_background(pool.clone());
     let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
     let backend: Arc<dyn SandboxBackend> = match config.sandbox.backend {
         SandboxBackendKind::Local => Arc::new(

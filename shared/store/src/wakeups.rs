@@ -5,9 +5,10 @@
 use crate::events::CHANNEL;
 use sqlx::postgres::PgListener;
 use sqlx::{PgExecutor, PgPool};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{broadcast, OnceCell};
+use tokio::sync::{broadcast, mpsc, OnceCell};
 
 /// Tells the listeners that `threads` got events and (with `queue_channel`, the Postgres
 /// queue's channel) that the queue holds a message, once the write that made them visible
@@ -17,6 +18,9 @@ use tokio::sync::{broadcast, OnceCell};
 /// `NOTIFY` inside, 6,100/s with it after the commit; a notify-only transaction flushes
 /// nothing). A wake-up is a hint (listeners re-read rows, and re-read anyway every few
 /// seconds), so a failure is logged, not returned: the write it follows is committed.
+///
+/// Sent on `executor` before this returns, unless the process handed wake-ups to a
+/// background sender ([`announce_in_background`]).
 pub async fn announce<'e>(
     executor: impl PgExecutor<'e>,
     threads: &[&str],
@@ -25,13 +29,60 @@ pub async fn announce<'e>(
     if threads.is_empty() && queue_channel.is_none() {
         return;
     }
+    let wake = Wake {
+        threads: threads.iter().map(|thread| (*thread).to_owned()).collect(),
+        queue_channels: queue_channel.map(str::to_owned).into_iter().collect(),
+    };
+    let wake = match BACKGROUND.get() {
+        Some(background) => match background.send(wake) {
+            Ok(()) => return,
+            Err(unsent) => unsent.0,
+        },
+        None => wake,
+    };
+    send(executor, &wake).await;
+}
+
+/// Wake-ups to send: threads with new events, queue channels with a new message.
+#[derive(Debug, Default)]
+struct Wake {
+    threads: BTreeSet<String>,
+    queue_channels: BTreeSet<String>,
+}
+
+/// The background sender of a long-lived process, if it started one.
+static BACKGROUND: OnceLock<mpsc::UnboundedSender<Wake>> = OnceLock::new();
+
+/// Hands this process's wake-ups to a task on `pool` that sends them as they come, and
+/// whatever queued up while it was sending in one statement: a busy dispatcher's writers
+/// neither wait for their wake-ups nor pay one statement each. For long-lived processes
+/// (the dispatcher); a function on Lambda, frozen between requests, sends its own.
+pub fn announce_in_background(pool: PgPool) {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Wake>();
+    if BACKGROUND.set(sender).is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        while let Some(mut wake) = receiver.recv().await {
+            while let Ok(more) = receiver.try_recv() {
+                wake.threads.extend(more.threads);
+                wake.queue_channels.extend(more.queue_channels);
+            }
+            send(&pool, &wake).await;
+        }
+    });
+}
+
+async fn send<'e>(executor: impl PgExecutor<'e>, wake: &Wake) {
+    let threads: Vec<&str> = wake.threads.iter().map(String::as_str).collect();
+    let channels: Vec<&str> = wake.queue_channels.iter().map(String::as_str).collect();
     let sent = sqlx::query(
         "SELECT (SELECT count(pg_notify($1, thread)) FROM unnest($2::text[]) AS thread),
-                (SELECT count(pg_notify($3, '')) WHERE $3::text IS NOT NULL)",
+                (SELECT count(pg_notify(channel, '')) FROM unnest($3::text[]) AS channel)",
     )
     .bind(CHANNEL)
-    .bind(threads)
-    .bind(queue_channel)
+    .bind(&threads)
+    .bind(&channels)
     .execute(executor)
     .await;
     if let Err(err) = sent {
