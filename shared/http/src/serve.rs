@@ -82,7 +82,6 @@ pub async fn run_function(
     default_port: u16,
     router: fn(AppState) -> Router,
 ) -> anyhow::Result<()> {
-    centaur_telemetry::start_metrics();
     centaur_telemetry::init_tracing(name);
     let state = AppState::from_env(&Env::from_process())
         .await

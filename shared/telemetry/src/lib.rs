@@ -34,20 +34,12 @@ pub fn init_tracing(service: &str) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Builds and installs the Prometheus recorder on a thread of its own and returns at once.
-/// Building it calibrates `quanta`'s clock (a busy loop of a few milliseconds, the larger
-/// part of a function's cold start), which the first request should not wait for;
-/// [`record`] keeps what is recorded meanwhile.
-pub fn start_metrics() {
-    std::thread::spawn(|| {
-        metrics();
-    });
-}
-
-/// Runs `record` (which records metrics through the `metrics` macros) once the recorder
-/// is installed: at once, or, in a process's first milliseconds while [`start_metrics`]
-/// is still building it, on a thread that waits for it, so that nothing recorded then is
-/// lost to the no-op recorder.
+/// Runs `record` (which records metrics through the `metrics` macros) against the
+/// Prometheus recorder: at once when it is installed, otherwise on a thread that first
+/// builds and installs it. Building it calibrates `quanta`'s clock, a busy loop of a few
+/// milliseconds that would otherwise be the larger part of a function's cold start: a
+/// function builds it only once it has answered its first request, and nothing recorded
+/// meanwhile is lost to the no-op recorder.
 pub fn record(record: impl FnOnce() + Send + 'static) {
     if METRICS.get().is_some() {
         record();
@@ -89,8 +81,7 @@ mod tests {
     }
 
     #[test]
-    fn a_metric_recorded_while_the_recorder_is_being_built_is_kept() {
-        start_metrics();
+    fn a_metric_recorded_before_the_recorder_is_built_is_kept() {
         record(|| {
             metrics::counter!("centaur_test_early_total").increment(1);
         });
