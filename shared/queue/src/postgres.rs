@@ -125,10 +125,14 @@ impl Queue for PostgresQueue {
             .execute(&self.pool)
             .await?;
         if sent.rows_affected() > 0 {
-            sqlx::query("SELECT pg_notify($1, '')")
+            // A hint: the message is committed, and receivers re-check every POLL_INTERVAL.
+            let woken = sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANNEL)
                 .execute(&self.pool)
-                .await?;
+                .await;
+            if let Err(err) = woken {
+                tracing::warn!(%err, "could not wake the queue's receivers; they re-check on their own");
+            }
         }
         Ok(())
     }

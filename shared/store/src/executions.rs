@@ -455,22 +455,24 @@ pub async fn cancel(
 ) -> Result<CancelOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let outcome = inflight::cancel(&mut tx, execution_id, TerminalReason::Cancelled).await?;
-    let mut changed_thread: Option<String> = None;
-    if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
-        changed_thread = sqlx::query_scalar(&format!(
-            "INSERT INTO audit_log ({AUDIT_COLUMNS})
+    let changed_thread: Option<String> =
+        if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
+            sqlx::query_scalar(&format!(
+                "INSERT INTO audit_log ({AUDIT_COLUMNS})
              SELECT $2, $3, $4, $5, 'cancel', thread_key, execution_id, NULL
              FROM executions WHERE execution_id = $1
              RETURNING thread_key"
-        ))
-        .bind(execution_id)
-        .bind(actor.kind.as_str())
-        .bind(&actor.id)
-        .bind(&actor.name)
-        .bind(&actor.peer)
-        .fetch_optional(&mut *tx)
-        .await?;
-    }
+            ))
+            .bind(execution_id)
+            .bind(actor.kind.as_str())
+            .bind(&actor.id)
+            .bind(&actor.name)
+            .bind(&actor.peer)
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            None
+        };
     tx.commit().await?;
     if let Some(thread_key) = &changed_thread {
         wakeups::announce(pool, &[thread_key], None).await;
