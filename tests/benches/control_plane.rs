@@ -110,18 +110,23 @@ async fn submit(
     (histogram, elapsed, ids)
 }
 
-/// Waits until `expected` executions are terminal.
+/// Waits until `expected` executions ended. Each probe reads the unfinished executions
+/// first (index `executions_unfinished`) and counts only once none is left, so the
+/// polling takes next to nothing from the processes being measured.
 async fn wait_terminal(pool: &sqlx::PgPool, expected: i64, timeout: Duration) {
-    let query = format!("SELECT count(*) FROM executions WHERE status IN {TERMINAL}");
+    let query = format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM executions WHERE status NOT IN {TERMINAL})
+                AND (SELECT count(*) FROM executions) >= $1"
+    );
     until(
         timeout,
         &format!("{expected} executions to end"),
         || async {
-            let done: i64 = sqlx::query_scalar(&query)
+            sqlx::query_scalar(&query)
+                .bind(expected)
                 .fetch_one(pool)
                 .await
-                .unwrap_or(0);
-            done >= expected
+                .unwrap_or(false)
         },
     )
     .await

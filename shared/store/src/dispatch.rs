@@ -7,8 +7,8 @@
 
 use crate::error::optional_column;
 use crate::events::{self, kinds};
-use crate::wakeups;
 use crate::StoreError;
+use crate::{harness_reports, wakeups};
 use centaur_core::api::MessagePart;
 use centaur_core::{ExecutionStatus, TerminalReason};
 use serde_json::{json, Value};
@@ -127,7 +127,8 @@ fn secs(duration: Duration) -> f64 {
 /// turn). Two claims of one thread cannot both win without a lock: only the thread's
 /// oldest unfinished execution is claimable, and that one row is taken by one of them
 /// (the loser re-reads it and finds it running); a stale view of an older execution only
-/// defers a claim, never lets two run.
+/// defers a claim, never lets two run. The check reads only the thread's unfinished
+/// executions (index `executions_unfinished`), whatever its history.
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -154,7 +155,7 @@ pub async fn claim(
              SELECT EXISTS (
                  SELECT 1 FROM executions o, target t
                  WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
-                   AND ((o.seq < t.seq AND o.status NOT IN {TERMINAL}) OR o.status IN {ACTIVE})
+                   AND o.status NOT IN {TERMINAL} AND (o.seq < t.seq OR o.status IN {ACTIVE})
              ) AS blocked),
          claimed AS (
              UPDATE executions SET
@@ -380,22 +381,19 @@ pub async fn start_turn(
 
 /// The CLI facts of the `turn.started` events in `$n::jsonb[]` (`harness_cli_reports`,
 /// see [`crate::harness_reports`]) as a CTE named `reports`, written only when `gate` (a
-/// CTE of the statement) returned a row: the last report per harness wins.
+/// CTE of the statement) returned a row: the last report per harness wins, and one that
+/// changes nothing recent is not written.
 fn reports_cte(events_param: &str, gate: &str) -> String {
-    format!(
-        "reports AS (
-             INSERT INTO harness_cli_reports (harness, cli_present, cli_version)
-             SELECT DISTINCT ON (e->>'harness') e->>'harness', (e->>'cli_present')::boolean,
-                    e->>'cli_version'
-             FROM (SELECT 1 FROM {gate} LIMIT 1) AS g,
-                  UNNEST({events_param}::jsonb[]) WITH ORDINALITY AS t(e, n)
-             WHERE e->>'type' = 'turn.started' AND jsonb_typeof(e->'harness') = 'string'
-               AND jsonb_typeof(e->'cli_present') = 'boolean'
-             ORDER BY e->>'harness', n DESC
-             ON CONFLICT (harness) DO UPDATE SET cli_present = EXCLUDED.cli_present,
-                 cli_version = EXCLUDED.cli_version, reported_at = now()
-             RETURNING 1)"
-    )
+    let upsert = harness_reports::upsert_sql(&format!(
+        "SELECT DISTINCT ON (e->>'harness') e->>'harness' AS harness,
+                (e->>'cli_present')::boolean AS cli_present, e->>'cli_version' AS cli_version
+         FROM (SELECT 1 FROM {gate} LIMIT 1) AS g,
+              UNNEST({events_param}::jsonb[]) WITH ORDINALITY AS t(e, n)
+         WHERE e->>'type' = 'turn.started' AND jsonb_typeof(e->'harness') = 'string'
+           AND jsonb_typeof(e->'cli_present') = 'boolean'
+         ORDER BY e->>'harness', n DESC"
+    ));
+    format!("reports AS ({upsert} RETURNING 1)")
 }
 
 /// Appends a batch of harness events and pushes the silence deadline (output is

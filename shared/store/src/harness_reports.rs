@@ -15,24 +15,45 @@ pub struct CliReport {
     pub reported_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// How long a stored report stands when sandboxes keep reporting the same facts: every
+/// turn starts with a report, and rewriting the one row per harness for each would make
+/// the turns of every thread wait for that row's lock, one after another.
+pub const REFRESH_AFTER_SECS: u32 = 60;
+
+/// The `INSERT` of the reports `source` yields (columns `harness`, `cli_present`,
+/// `cli_version`; one row per harness) that writes only a report that changed or is older
+/// than [`REFRESH_AFTER_SECS`]: an unchanged, fresh one takes no lock.
+pub fn upsert_sql(source: &str) -> String {
+    format!(
+        "INSERT INTO harness_cli_reports (harness, cli_present, cli_version)
+         SELECT s.harness, s.cli_present, s.cli_version FROM ({source}) AS s
+         WHERE NOT EXISTS (
+             SELECT 1 FROM harness_cli_reports r
+             WHERE r.harness = s.harness AND r.cli_present = s.cli_present
+               AND r.cli_version IS NOT DISTINCT FROM s.cli_version
+               AND r.reported_at > now() - make_interval(secs => {REFRESH_AFTER_SECS}))
+         ON CONFLICT (harness) DO UPDATE SET cli_present = EXCLUDED.cli_present,
+             cli_version = EXCLUDED.cli_version, reported_at = now()"
+    )
+}
+
 /// Records the CLI facts of any `turn.started` event in `batch` (harness events as stored).
 pub async fn record(conn: &mut PgConnection, batch: &[Value]) -> Result<(), StoreError> {
+    let upsert = upsert_sql(
+        "SELECT $1::text AS harness, $2::boolean AS cli_present, $3::text AS cli_version",
+    );
     for event in batch.iter().filter(|e| e["type"] == "turn.started") {
         let (Some(harness), Some(present)) =
             (event["harness"].as_str(), event["cli_present"].as_bool())
         else {
             continue;
         };
-        sqlx::query(
-            "INSERT INTO harness_cli_reports (harness, cli_present, cli_version) VALUES ($1, $2, $3)
-             ON CONFLICT (harness) DO UPDATE SET cli_present = EXCLUDED.cli_present,
-                 cli_version = EXCLUDED.cli_version, reported_at = now()",
-        )
-        .bind(harness)
-        .bind(present)
-        .bind(event["cli_version"].as_str())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&upsert)
+            .bind(harness)
+            .bind(present)
+            .bind(event["cli_version"].as_str())
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
