@@ -39,16 +39,23 @@ static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// builds and installs it. Building it calibrates `quanta`'s clock, a busy loop of a few
 /// milliseconds that would otherwise be the larger part of a function's cold start: a
 /// function builds it only once it has answered its first request, and nothing recorded
-/// meanwhile is lost to the no-op recorder.
+/// meanwhile is lost to the no-op recorder. Inside a Tokio runtime even starting that
+/// thread waits for a task of its own, so that the answer being recorded goes out first.
 pub fn record(record: impl FnOnce() + Send + 'static) {
     if METRICS.get().is_some() {
         record();
         return;
     }
-    std::thread::spawn(move || {
+    let build_then_record = move || {
         metrics();
         record();
-    });
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move {
+            std::thread::spawn(build_then_record);
+        })),
+        Err(_) => drop(std::thread::spawn(build_then_record)),
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use. If another recorder was
