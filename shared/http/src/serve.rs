@@ -15,6 +15,9 @@ use centaur_config::Env;
 use centaur_core::api::codes;
 use centaur_store::StoreError;
 use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Serves `router` (already wrapped by [`app`]) until SIGTERM/ctrl-c.
 pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
@@ -74,9 +77,11 @@ macro_rules! function_main {
 
 /// The whole `main` of a function: tracing, config, state, serve. A configuration error
 /// names the variable and exits non-zero. Nothing touches the database before the server
-/// answers: the schema check and the service-key bootstrap ([`AppState::prepare`]) start
-/// beside it, and every request but liveness waits for them ([`prepared`]); a database
-/// whose schema is older than this build ends the process naming `api migrate`.
+/// has answered: the schema check and the service-key bootstrap ([`AppState::prepare`])
+/// start once the first answer is out (or [`SCHEMA_CHECK_AT_LATEST`] after the start), so
+/// connecting never competes with the start itself; every request but liveness waits for
+/// them ([`prepared`]); a database whose schema is older than this build ends the process
+/// naming `api migrate`.
 pub async fn run_function(
     name: &str,
     default_port: u16,
@@ -86,10 +91,19 @@ pub async fn run_function(
     let state = AppState::from_env(&Env::from_process())
         .await
         .with_context(|| format!("{name} could not start"))?;
-    let router = with_preparation(app(router(state.clone())), state.clone());
+    let answered = Arc::new(Notify::new());
+    let router = with_preparation(app(router(state.clone())), state.clone()).layer(
+        middleware::from_fn_with_state(answered.clone(), note_answered),
+    );
     // A task of its own, so that connecting to the database (reading `.pgpass`, the TCP
     // and start-up exchange) runs beside the server instead of between its polls.
-    let mut behind = tokio::spawn(schema_behind(state));
+    let mut behind = tokio::spawn(async move {
+        tokio::select! {
+            () = answered.notified() => {}
+            () = tokio::time::sleep(SCHEMA_CHECK_AT_LATEST) => {}
+        }
+        schema_behind(state).await
+    });
     tokio::select! {
         biased;
         served = serve(router, default_port) => served,
@@ -98,6 +112,20 @@ pub async fn run_function(
             Err(err.context(format!("{name} cannot serve this database")))
         }
     }
+}
+
+/// How long a function that has not answered yet waits before its schema check.
+pub const SCHEMA_CHECK_AT_LATEST: Duration = Duration::from_secs(1);
+
+/// Tells the schema check an answer is out (the first one starts it).
+async fn note_answered(
+    State(answered): State<Arc<Notify>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    answered.notify_one();
+    response
 }
 
 /// Checks the schema and bootstraps the service keys beside the server
