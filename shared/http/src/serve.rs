@@ -78,8 +78,9 @@ macro_rules! function_main {
 /// The whole `main` of a function: tracing, config, state, serve. A configuration error
 /// names the variable and exits non-zero. Nothing touches the database before the server
 /// has answered: the schema check and the service-key bootstrap ([`AppState::prepare`])
-/// start once the first answer is out (or [`SCHEMA_CHECK_AT_LATEST`] after the start), so
-/// connecting never competes with the start itself; every request but liveness waits for
+/// start [`centaur_telemetry::AFTER_FIRST_ANSWER`] after the first answer (or
+/// [`SCHEMA_CHECK_AT_LATEST`] after the start), so connecting competes neither with the
+/// start itself nor with that answer on its way out; every request but liveness waits for
 /// them ([`prepared`]); a database whose schema is older than this build ends the process
 /// naming `api migrate`.
 pub async fn run_function(
@@ -99,7 +100,10 @@ pub async fn run_function(
     // and start-up exchange) runs beside the server instead of between its polls.
     let mut behind = tokio::spawn(async move {
         tokio::select! {
-            () = answered.notified() => {}
+            () = async {
+                answered.notified().await;
+                tokio::time::sleep(centaur_telemetry::AFTER_FIRST_ANSWER).await;
+            } => {}
             () = tokio::time::sleep(SCHEMA_CHECK_AT_LATEST) => {}
         }
         schema_behind(state).await

@@ -7,6 +7,7 @@
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber for `service`. Safe to call more than once.
@@ -34,13 +35,21 @@ pub fn init_tracing(service: &str) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How long a function waits after its first answer before the start-up work it put off
+/// (building the metrics recorder, the schema check): long enough for that answer's bytes
+/// to leave and reach a client on the same two cores, short enough to be done long before
+/// a scrape or a second request needs it (a request that needs the database does the
+/// schema check itself).
+pub const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
+
 /// Runs `record` (which records metrics through the `metrics` macros) against the
 /// Prometheus recorder: at once when it is installed, otherwise on a thread that first
 /// builds and installs it. Building it calibrates `quanta`'s clock, a busy loop of a few
 /// milliseconds that would otherwise be the larger part of a function's cold start: a
 /// function builds it only once it has answered its first request, and nothing recorded
-/// meanwhile is lost to the no-op recorder. Inside a Tokio runtime even starting that
-/// thread waits for a task of its own, so that the answer being recorded goes out first.
+/// meanwhile is lost to the no-op recorder. Inside a Tokio runtime that thread starts
+/// [`AFTER_FIRST_ANSWER`] later, so that the answer being recorded goes out first rather
+/// than share the CPU with the busy loop.
 pub fn record(record: impl FnOnce() + Send + 'static) {
     if METRICS.get().is_some() {
         record();
@@ -52,6 +61,7 @@ pub fn record(record: impl FnOnce() + Send + 'static) {
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(async move {
+            tokio::time::sleep(AFTER_FIRST_ANSWER).await;
             std::thread::spawn(build_then_record);
         })),
         Err(_) => drop(std::thread::spawn(build_then_record)),
