@@ -597,12 +597,17 @@ async fn function_figures(runs: usize) {
         "\n--- cold start over HTTP: exec → first answer to GET /health/live (x86_64 release build) ---"
     );
     let database = TestDatabase::create().await.unwrap();
-    let mut reference = None;
-    for name in std::iter::once("bench-hello-axum").chain(FUNCTIONS) {
-        let path = binary(name);
-        let mut histogram = Histogram::<u64>::new(3).unwrap();
-        let mut status = 0;
-        for _ in 0..runs {
+    // Round after round, each binary once per round: a drift of the machine during the
+    // section weighs on every binary alike instead of on whichever ran last.
+    let names: Vec<&str> = std::iter::once("bench-hello-axum")
+        .chain(FUNCTIONS)
+        .collect();
+    let mut figures: Vec<(Histogram<u64>, u16)> = names
+        .iter()
+        .map(|_| (Histogram::<u64>::new(3).unwrap(), 0))
+        .collect();
+    for _ in 0..runs {
+        for (name, (histogram, status)) in names.iter().zip(figures.iter_mut()) {
             let env: BTreeMap<String, String> = [
                 ("DATABASE_URL", database.url.as_str()),
                 ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
@@ -613,16 +618,18 @@ async fn function_figures(runs: usize) {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-            let (path, log_dir) = (path.clone(), log_dir.clone());
+            let (path, log_dir) = (binary(name), log_dir.clone());
             let (took, answered) =
                 tokio::task::spawn_blocking(move || http_cold_start(&path, &env, &log_dir))
                     .await
                     .unwrap();
-            status = answered;
+            *status = answered;
             histogram.record(took.as_micros() as u64).unwrap();
         }
+    }
+    let reference = figures[0].0.value_at_quantile(0.5) as f64 / 1000.0;
+    for (name, (histogram, status)) in names.iter().zip(&figures) {
         let p50 = histogram.value_at_quantile(0.5) as f64 / 1000.0;
-        let reference = *reference.get_or_insert(p50);
         println!(
             "{name:<18} p50 {p50:>7.2} ms  p90 {:>7.2} ms  max {:>7.2} ms  {:>5.2}× the hello-world (n={runs}, answered {status})",
             histogram.value_at_quantile(0.9) as f64 / 1000.0,
