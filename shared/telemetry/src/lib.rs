@@ -6,7 +6,7 @@
 //! (harness, status, route template — never an execution or sandbox id).
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
@@ -42,9 +42,14 @@ static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// schema check itself).
 pub const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
 
+/// Recordings waiting for the recorder: `Some` once its builder is on its way, which then
+/// runs them all (one builder per process, however many requests come before it is done).
+type Pending = Option<Vec<Box<dyn FnOnce() + Send>>>;
+static PENDING: Mutex<Pending> = Mutex::new(None);
+
 /// Runs `record` (which records metrics through the `metrics` macros) against the
-/// Prometheus recorder: at once when it is installed, otherwise on a thread that first
-/// builds and installs it. Building it calibrates `quanta`'s clock, a busy loop of a few
+/// Prometheus recorder: at once when it is installed, otherwise once one thread has built
+/// and installed it. Building it calibrates `quanta`'s clock, a busy loop of a few
 /// milliseconds that would otherwise be the larger part of a function's cold start: a
 /// function builds it only once it has answered its first request, and nothing recorded
 /// meanwhile is lost to the no-op recorder. Inside a Tokio runtime that thread starts
@@ -55,9 +60,28 @@ pub fn record(record: impl FnOnce() + Send + 'static) {
         record();
         return;
     }
-    let build_then_record = move || {
-        metrics();
+    let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    // Installed meanwhile: its builder has run (or is running) what was queued before.
+    if METRICS.get().is_some() {
+        drop(pending);
         record();
+        return;
+    }
+    if let Some(queued) = pending.as_mut() {
+        queued.push(Box::new(record));
+        return;
+    }
+    *pending = Some(vec![Box::new(record)]);
+    drop(pending);
+    let build_then_record = || {
+        metrics();
+        let queued = PENDING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        for record in queued.into_iter().flatten() {
+            record();
+        }
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(async move {
@@ -105,6 +129,18 @@ mod tests {
 
         let text = rendered_eventually("centaur_test_early_total 1");
         assert!(text.contains("centaur_test_early_total 1"), "{text}");
+    }
+
+    #[test]
+    fn every_recording_made_while_the_recorder_is_built_is_kept() {
+        for _ in 0..50 {
+            record(|| {
+                metrics::counter!("centaur_test_burst_total").increment(1);
+            });
+        }
+
+        let text = rendered_eventually("centaur_test_burst_total 50");
+        assert!(text.contains("centaur_test_burst_total 50"), "{text}");
     }
 
     #[test]
