@@ -16,29 +16,40 @@ pub const CHANNEL: &str = "centaur_queue";
 /// How often a receiver re-checks without a notification (delayed messages, lost notifies).
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The fetch (binds `$1` max, `$2` visibility seconds). The candidates come off the FIFO
-/// index in order (the in-flight check is an index probe per row) and stop at `$1`.
-pub const TAKE_VISIBLE: &str = "WITH candidates AS (
-         SELECT q.execution_id, q.thread_key, q.created_at FROM queue_messages q
-         WHERE q.visible_at <= now()
-           AND NOT EXISTS (
-               SELECT 1 FROM queue_messages busy
-               WHERE busy.thread_key = q.thread_key
-                 AND busy.receipt IS NOT NULL AND busy.visible_at > now())
-         ORDER BY q.created_at, q.execution_id
-         LIMIT $1
-         FOR UPDATE SKIP LOCKED
-     ), first_per_thread AS (
-         SELECT DISTINCT ON (thread_key) execution_id FROM candidates
-         ORDER BY thread_key, created_at, execution_id
-     )
-     UPDATE queue_messages q
-     SET receipt = gen_random_uuid(),
-         receive_count = q.receive_count + 1,
-         visible_at = now() + make_interval(secs => $2)
-     FROM first_per_thread f
-     WHERE q.execution_id = f.execution_id
-     RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count";
+/// Most messages one fetch hands out (the statement is prepared once per limit).
+pub const MAX_FETCH: usize = 10;
+
+/// The fetch of up to `max` messages (binds `$1`, the visibility in seconds). The
+/// candidates come off the FIFO index in order (the in-flight check is an index probe per
+/// row) and stop at `max`. The limit is written into the text, not bound: a bound limit
+/// makes Postgres plan the statement again on every call (a custom plan per value), and a
+/// fetch runs about once per turn.
+pub fn take_visible_sql(max: usize) -> String {
+    let max = max.clamp(1, MAX_FETCH);
+    format!(
+        "WITH candidates AS (
+             SELECT q.execution_id, q.thread_key, q.created_at FROM queue_messages q
+             WHERE q.visible_at <= now()
+               AND NOT EXISTS (
+                   SELECT 1 FROM queue_messages busy
+                   WHERE busy.thread_key = q.thread_key
+                     AND busy.receipt IS NOT NULL AND busy.visible_at > now())
+             ORDER BY q.created_at, q.execution_id
+             LIMIT {max}
+             FOR UPDATE SKIP LOCKED
+         ), first_per_thread AS (
+             SELECT DISTINCT ON (thread_key) execution_id FROM candidates
+             ORDER BY thread_key, created_at, execution_id
+         )
+         UPDATE queue_messages q
+         SET receipt = gen_random_uuid(),
+             receive_count = q.receive_count + 1,
+             visible_at = now() + make_interval(secs => $1)
+         FROM first_per_thread f
+         WHERE q.execution_id = f.execution_id
+         RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count"
+    )
+}
 
 /// Sends a message (binds `$1` execution, `$2` thread): a message already in flight is
 /// left alone. Returns a row when it wrote one (the receivers are then woken, after the
@@ -74,8 +85,7 @@ impl PostgresQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        let rows: Vec<(String, String, Uuid, i32)> = sqlx::query_as(TAKE_VISIBLE)
-            .bind(max as i64)
+        let rows: Vec<(String, String, Uuid, i32)> = sqlx::query_as(&take_visible_sql(max))
             .bind(visibility.as_secs_f64())
             .fetch_all(&self.pool)
             .await?;

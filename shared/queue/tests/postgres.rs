@@ -75,15 +75,21 @@ async fn a_fetch_walks_the_fifo_index_instead_of_sorting_the_queue(pool: PgPool)
         .await
         .expect("analyze");
 
+    // The plan Postgres keeps for the statement (a generic one: the limit is in the text).
+    let mut connection = pool.acquire().await.expect("connection");
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *connection)
+        .await
+        .expect("generic plans");
     let plan: Vec<String> = sqlx::query_scalar(&format!(
         "EXPLAIN {}",
-        centaur_queue::postgres::TAKE_VISIBLE
+        centaur_queue::postgres::take_visible_sql(8)
     ))
-    .bind(8_i64)
     .bind(120.0_f64)
-    .fetch_all(&pool)
+    .fetch_all(&mut *connection)
     .await
     .expect("explain");
+    drop(connection);
     let plan = plan.join("\n");
     assert!(plan.contains("queue_messages_fifo"), "{plan}");
     assert!(

@@ -380,10 +380,18 @@ pub async fn start_turn(
 }
 
 /// The CLI facts of the `turn.started` events in `$n::jsonb[]` (`harness_cli_reports`,
-/// see [`crate::harness_reports`]) as a CTE named `reports`, written only when `gate` (a
-/// CTE of the statement) returned a row: the last report per harness wins, and one that
-/// changes nothing recent is not written.
-fn reports_cte(events_param: &str, gate: &str) -> String {
+/// see [`crate::harness_reports`]) as a CTE named `reports` (with its leading comma),
+/// written only when `gate` (a CTE of the statement) returned a row: the last report per
+/// harness wins, and one that changes nothing recent is not written. Empty when `batch`
+/// holds no `turn.started` event: most batches hold none, and a statement Postgres does
+/// not have to set up the upsert for costs less on every call.
+fn reports_cte(events_param: &str, gate: &str, batch: &[Value]) -> String {
+    let reports_a_turn_start = batch
+        .iter()
+        .any(|event| event.get("type").and_then(Value::as_str) == Some("turn.started"));
+    if !reports_a_turn_start {
+        return String::new();
+    }
     let upsert = harness_reports::upsert_sql(&format!(
         "SELECT DISTINCT ON (e->>'harness') e->>'harness' AS harness,
                 (e->>'cli_present')::boolean AS cli_present, e->>'cli_version' AS cli_version
@@ -393,7 +401,7 @@ fn reports_cte(events_param: &str, gate: &str) -> String {
            AND jsonb_typeof(e->'cli_present') = 'boolean'
          ORDER BY e->>'harness', n DESC"
     ));
-    format!("reports AS ({upsert} RETURNING 1)")
+    format!(",\n reports AS ({upsert} RETURNING 1)")
 }
 
 /// Appends a batch of harness events and pushes the silence deadline (output is
@@ -415,15 +423,14 @@ pub async fn append_harness_events(
             kinds::HARNESS_EVENT
         ),
     );
-    let reports = reports_cte("$5", "held");
+    let reports = reports_cte("$5", "held", batch);
     let held: i64 = sqlx::query_scalar(&format!(
         "WITH held AS (
              UPDATE executions SET last_progress_at = now(),
                  silence_deadline_at = now() + make_interval(secs => $4), updated_at = now()
              WHERE {HELD}
              RETURNING thread_key, execution_id),
-         {trail},
-         {reports}
+         {trail}{reports}
          SELECT count(*) FROM held"
     ))
     .bind(&holder.execution_id)
@@ -485,7 +492,8 @@ pub struct Finished {
     /// The end was written (`false`: the lease was lost or the execution no longer runs,
     /// and nothing was written).
     pub written: bool,
-    /// The thread's next waiting execution was woken on the queue.
+    /// The thread's next execution waits for its turn: its queue message is visible and
+    /// the queue's receivers were woken.
     pub woke_next: bool,
 }
 
@@ -526,12 +534,12 @@ pub async fn finish(
                     e AS event_json, n AS ord
              FROM done, UNNEST($13::jsonb[]) WITH ORDINALITY AS t(e, n)
              UNION ALL
-             SELECT thread_key, execution_id, '{state_kind}', $10::jsonb, $17 + 1 FROM done
+             SELECT thread_key, execution_id, '{state_kind}', $10::jsonb, $16 + 1 FROM done
              UNION ALL
-             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, $17 + 2 FROM done
+             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, $16 + 2 FROM done
              UNION ALL
              SELECT done.thread_key, done.execution_id, '{ready_kind}',
-                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), $17 + 3
+                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), $16 + 3
              FROM done, outbox",
             harness_kind = kinds::HARNESS_EVENT,
             state_kind = kinds::EXECUTION_STATE,
@@ -539,7 +547,51 @@ pub async fn finish(
             ready_kind = kinds::FINAL_DELIVERY_READY,
         ),
     );
-    let reports = reports_cte("$13", "done");
+    let reports = reports_cte("$13", "done", &finish.events);
+    // The session and the queue parts are written into the statement only when this end
+    // has them: Postgres sets up every part of a statement on each call, used or not.
+    let session = if finish.session_sandbox_id.is_some() {
+        ",
+         session AS (
+             UPDATE sandbox_sessions s SET agent_thread_id = COALESCE($8, s.agent_thread_id),
+                 last_used_at = now(), updated_at = now()
+             FROM done
+             WHERE s.thread_key = done.thread_key AND s.sandbox_id = $14
+             RETURNING 1)"
+    } else {
+        ""
+    };
+    // The thread's next execution is its oldest unfinished one after this (read off
+    // `executions_unfinished` in order; once this one ended, it is the one a claim
+    // accepts). Its message is written only when it has none or one put off for later: a
+    // visible message is left as it is, and the receivers are woken either way.
+    let (queue, next_waiting) = if finish.queue.is_some() {
+        (
+            format!(
+                ",
+         dequeued AS (
+             DELETE FROM queue_messages q USING done WHERE q.receipt = $15 RETURNING 1),
+         next AS (
+             SELECT oldest.execution_id, oldest.thread_key FROM (
+                 SELECT e.execution_id, e.thread_key, e.status FROM executions e, done
+                 WHERE e.thread_key = done.thread_key AND e.execution_id <> done.execution_id
+                   AND e.status NOT IN {TERMINAL}
+                 ORDER BY e.seq LIMIT 1) AS oldest
+             WHERE oldest.status IN ('queued','retry_wait')),
+         woken AS (
+             INSERT INTO queue_messages (execution_id, thread_key)
+             SELECT n.execution_id, n.thread_key FROM next n
+             WHERE NOT EXISTS (SELECT 1 FROM queue_messages m
+                               WHERE m.execution_id = n.execution_id AND m.visible_at <= now())
+             ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
+             WHERE queue_messages.receipt IS NULL
+             RETURNING 1)"
+            ),
+            "(SELECT count(*) FROM next)",
+        )
+    } else {
+        (String::new(), "0::bigint")
+    };
     let receipt = finish
         .queue
         .as_ref()
@@ -559,28 +611,8 @@ pub async fn finish(
              FROM done
              WHERE o.execution_id = done.execution_id AND o.state = 'awaiting_terminal'
              RETURNING o.delivery),
-         {trail},
-         {reports},
-         session AS (
-             UPDATE sandbox_sessions s SET agent_thread_id = COALESCE($8, s.agent_thread_id),
-                 last_used_at = now(), updated_at = now()
-             FROM done
-             WHERE s.thread_key = done.thread_key AND s.sandbox_id = $14
-             RETURNING 1),
-         dequeued AS (
-             DELETE FROM queue_messages q USING done WHERE q.receipt = $15 RETURNING 1),
-         next AS (
-             SELECT e.execution_id, e.thread_key FROM executions e, done
-             WHERE $16::text IS NOT NULL AND e.thread_key = done.thread_key
-               AND e.execution_id <> done.execution_id AND e.status IN ('queued','retry_wait')
-             ORDER BY e.seq LIMIT 1),
-         woken AS (
-             INSERT INTO queue_messages (execution_id, thread_key)
-             SELECT execution_id, thread_key FROM next
-             ON CONFLICT (execution_id) DO UPDATE SET visible_at = now()
-             WHERE queue_messages.receipt IS NULL
-             RETURNING 1)
-         SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM woken)"
+         {trail}{reports}{session}{queue}
+         SELECT (SELECT count(*) FROM done), {next_waiting}"
     ))
     .bind(&holder.execution_id)
     .bind(&holder.worker_id)
@@ -597,7 +629,6 @@ pub async fn finish(
     .bind(&finish.events)
     .bind(&finish.session_sandbox_id)
     .bind(receipt)
-    .bind(channel)
     .bind(last)
     .fetch_one(pool)
     .await?;
