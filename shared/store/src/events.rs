@@ -1,7 +1,8 @@
 //! The event trail: `execution_events`, appended by the API and the dispatcher. Every
-//! insert gets its `thread_seq` (gap-free per thread, in commit order) from a trigger
-//! (migration 0007), whatever statement inserts it; the writer notifies [`CHANNEL`] after
-//! its commit ([`crate::wakeups::announce`]).
+//! insert gets its `thread_seq` (gap-free per thread, in commit order) from the thread's
+//! counter, bumped once per statement by [`insert_cte`] (a row inserted without one is
+//! numbered by the trigger of migration 0007); the writer notifies [`CHANNEL`] after its
+//! commit ([`crate::wakeups::announce`]).
 
 use crate::StoreError;
 use centaur_core::api::EventView;
@@ -26,19 +27,34 @@ pub mod kinds {
     pub const START_RETRY: &str = "start_retry";
 }
 
-/// The event trail's one INSERT, as a CTE named `name` for a `WITH` clause: appends the
-/// rows `source` yields — columns `thread_key, execution_id, event_kind, event_json, ord`,
-/// stored in `ord` order — and returns their `event_id`s. Every writer of
-/// `execution_events` goes through it (a fenced transition puts it beside its UPDATE, so
+/// The event trail's one INSERT, as CTEs for a `WITH` clause (the last one named `name`):
+/// appends the rows `source` yields — columns `thread_key, execution_id, event_kind,
+/// event_json, ord`, stored in `ord` order — and returns their `event_id`s. Every writer
+/// of `execution_events` goes through it (a fenced transition puts it beside its UPDATE, so
 /// the state change and its event are one statement): a column the trail gains is added
-/// here once (`thread_seq` comes from the insert trigger; the writer announces the thread
-/// after its commit).
+/// here once. The rows are numbered here (`thread_seq`): one bump of each thread's counter
+/// by its number of rows, which also locks the counter until the commit, so a thread's
+/// events commit in `thread_seq` order (migration 0014). The writer announces the thread
+/// after its commit.
 pub fn insert_cte(name: &str, source: &str) -> String {
     format!(
-        "{name} AS (
-             INSERT INTO execution_events (thread_key, execution_id, event_kind, event_json)
-             SELECT thread_key, execution_id, event_kind, event_json
-             FROM ({source}) AS new_events ORDER BY ord
+        "{name}_rows AS (
+             SELECT thread_key, execution_id, event_kind, event_json, ord,
+                    row_number() OVER (PARTITION BY thread_key ORDER BY ord) AS nth,
+                    count(*) OVER (PARTITION BY thread_key) AS of_thread
+             FROM ({source}) AS new_events),
+         {name}_counters AS (
+             INSERT INTO thread_event_counters AS c (thread_key, last_seq)
+             SELECT thread_key, max(of_thread) FROM {name}_rows GROUP BY thread_key
+             ON CONFLICT (thread_key) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
+             RETURNING thread_key, last_seq),
+         {name} AS (
+             INSERT INTO execution_events
+                 (thread_key, execution_id, event_kind, event_json, thread_seq)
+             SELECT r.thread_key, r.execution_id, r.event_kind, r.event_json,
+                    c.last_seq - r.of_thread + r.nth
+             FROM {name}_rows r JOIN {name}_counters c USING (thread_key)
+             ORDER BY r.ord
              RETURNING event_id)"
     )
 }
