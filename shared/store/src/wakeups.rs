@@ -50,12 +50,18 @@ struct Wake {
     queue_channels: BTreeSet<String>,
 }
 
+/// How long the background sender gathers thread wake-ups before sending them in one
+/// statement: a turn writes events three times within a few milliseconds (its claim, its
+/// start, its end), and each wake-up sent is a statement and a transaction of its own. A
+/// queue wake-up is sent at once, with whatever was gathered: a receiver waits for it.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// The background sender of a long-lived process, if it started one.
 static BACKGROUND: OnceLock<mpsc::UnboundedSender<Wake>> = OnceLock::new();
 
-/// Hands this process's wake-ups to a task on `pool` that sends them as they come, and
-/// whatever queued up while it was sending in one statement: a busy dispatcher's writers
-/// neither wait for their wake-ups nor pay one statement each. For long-lived processes
+/// Hands this process's wake-ups to a task on `pool` that sends what comes within
+/// [`GATHER`] in one statement (a queue wake-up at once, with whatever came before it): a
+/// busy dispatcher's writers neither wait for their wake-ups nor pay one statement each. For long-lived processes
 /// (the dispatcher); a function on Lambda, frozen between requests, sends its own.
 pub fn announce_in_background(pool: PgPool) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Wake>();
@@ -64,13 +70,26 @@ pub fn announce_in_background(pool: PgPool) {
     }
     tokio::spawn(async move {
         while let Some(mut wake) = receiver.recv().await {
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while wake.queue_channels.is_empty() {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(more)) => wake.add(more),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             while let Ok(more) = receiver.try_recv() {
-                wake.threads.extend(more.threads);
-                wake.queue_channels.extend(more.queue_channels);
+                wake.add(more);
             }
             send(&pool, &wake).await;
         }
     });
+}
+
+impl Wake {
+    fn add(&mut self, more: Wake) {
+        self.threads.extend(more.threads);
+        self.queue_channels.extend(more.queue_channels);
+    }
 }
 
 async fn send<'e>(executor: impl PgExecutor<'e>, wake: &Wake) {
