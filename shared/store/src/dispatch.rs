@@ -128,7 +128,8 @@ fn secs(duration: Duration) -> f64 {
 /// oldest unfinished execution is claimable, and that one row is taken by one of them
 /// (the loser re-reads it and finds it running); a stale view of an older execution only
 /// defers a claim, never lets two run. The check reads only the thread's unfinished
-/// executions (index `executions_unfinished`), whatever its history.
+/// executions older than this one (index `executions_unfinished`) and its running one
+/// (index `executions_running`), whatever its history and however many turns wait behind.
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -154,9 +155,12 @@ pub async fn claim(
          blocked AS (
              SELECT EXISTS (
                  SELECT 1 FROM executions o, target t
+                 WHERE o.thread_key = t.thread_key AND o.seq < t.seq
+                   AND o.status NOT IN {TERMINAL})
+             OR EXISTS (
+                 SELECT 1 FROM executions o, target t
                  WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
-                   AND o.status NOT IN {TERMINAL} AND (o.seq < t.seq OR o.status IN {ACTIVE})
-             ) AS blocked),
+                   AND o.status IN {ACTIVE}) AS blocked),
          claimed AS (
              UPDATE executions SET
                  status = CASE WHEN status = 'cancel_requested' THEN 'cancel_requested' ELSE 'running' END,
