@@ -149,18 +149,11 @@ pub async fn claim(
             kinds::EXECUTION_STATE
         ),
     );
+    let blocked = blocked_cte();
     let row = sqlx::query(&format!(
         "WITH target AS (
              SELECT execution_id, thread_key, seq, status FROM executions WHERE execution_id = $1),
-         blocked AS (
-             SELECT EXISTS (
-                 SELECT 1 FROM executions o, target t
-                 WHERE o.thread_key = t.thread_key AND o.seq < t.seq
-                   AND o.status NOT IN {TERMINAL})
-             OR EXISTS (
-                 SELECT 1 FROM executions o, target t
-                 WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
-                   AND o.status IN {ACTIVE}) AS blocked),
+         {blocked},
          claimed AS (
              UPDATE executions SET
                  status = CASE WHEN status = 'cancel_requested' THEN 'cancel_requested' ELSE 'running' END,
@@ -222,6 +215,24 @@ pub async fn claim(
     } else {
         ClaimOutcome::HeldElsewhere
     })
+}
+
+/// The claim's wait check, a CTE named `blocked` over the CTE `target` (the execution to
+/// claim): whether its thread has an older unfinished execution (read off
+/// `executions_unfinished` below `target`'s `seq`) or another running one (off
+/// `executions_running`). Neither probe reads the turns queued behind `target`.
+fn blocked_cte() -> String {
+    format!(
+        "blocked AS (
+             SELECT EXISTS (
+                 SELECT 1 FROM executions o, target t
+                 WHERE o.thread_key = t.thread_key AND o.seq < t.seq
+                   AND o.status NOT IN {TERMINAL})
+             OR EXISTS (
+                 SELECT 1 FROM executions o, target t
+                 WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
+                   AND o.status IN {ACTIVE}) AS blocked)"
+    )
 }
 
 /// What a heartbeat learned.
@@ -752,4 +763,57 @@ pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreE
             .fetch_all(pool)
             .await?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thread `deep`: one finished turn, the one to claim (`exe_…02`), and `behind` turns
+    /// queued after it; beside it, 100 other threads with 50 finished turns each.
+    async fn deep_backlog(pool: &PgPool, behind: i64) {
+        sqlx::query(
+            "INSERT INTO executions (execution_id, thread_key, assignment_generation, harness,
+                                     execute_id, request_hash, status, delivery,
+                                     completed_at, terminal_reason)
+             SELECT 'exe_' || lpad(to_hex(i), 16, '0'),
+                    CASE WHEN i <= $1 + 2 THEN 'deep' ELSE 'other-' || (i % 100) END,
+                    1, 'echo', 'x' || i, 'h',
+                    CASE WHEN i BETWEEN 2 AND $1 + 2 THEN 'queued' ELSE 'completed' END, '{}',
+                    CASE WHEN i BETWEEN 2 AND $1 + 2 THEN NULL ELSE now() END,
+                    CASE WHEN i BETWEEN 2 AND $1 + 2 THEN NULL ELSE 'completed' END
+             FROM generate_series(1, $1 + 2 + 5000) AS i",
+        )
+        .bind(behind)
+        .execute(pool)
+        .await
+        .expect("backlog");
+        sqlx::query("ANALYZE executions")
+            .execute(pool)
+            .await
+            .expect("analyze");
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_claims_wait_check_reads_no_turn_queued_behind_the_claimed_one(pool: PgPool) {
+        deep_backlog(&pool, 500).await;
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN WITH target AS (
+                 SELECT execution_id, thread_key, seq, status FROM executions
+                 WHERE execution_id = 'exe_0000000000000002'),
+             {}
+             SELECT blocked FROM blocked",
+            blocked_cte()
+        ))
+        .fetch_all(&pool)
+        .await
+        .expect("explain");
+        let plan = plan.join("\n");
+        assert!(plan.contains("executions_running"), "{plan}");
+        assert!(
+            plan.contains("executions_unfinished") && plan.contains("(seq < t.seq)"),
+            "older unfinished executions are a range of the index: {plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
 }
