@@ -2,16 +2,19 @@
 
 use rand::Rng;
 use sqlx::{Connection, PgConnection};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The server the tests use when `DATABASE_URL` is unset.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A database created for one test and dropped by [`TestDatabase::drop_database`].
+/// A database created for one test and dropped by [`TestDatabase::drop_database`], or
+/// when it goes out of scope (a test that failed, or never called it).
 pub struct TestDatabase {
     /// Connection URL of the new database.
     pub url: String,
     name: String,
     server_url: String,
+    dropped: AtomicBool,
 }
 
 impl TestDatabase {
@@ -33,6 +36,7 @@ impl TestDatabase {
             url: format!("{base}/{name}"),
             name,
             server_url,
+            dropped: AtomicBool::new(false),
         };
         // What `api migrate` does before a deployment starts: processes only check the schema.
         centaur_store::migrate(&database.url).await?;
@@ -49,13 +53,37 @@ impl TestDatabase {
 
     /// Drops the database, closing whatever is still connected.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
-        let mut admin = PgConnection::connect(&self.server_url).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await?;
+        drop_named(&self.server_url, &self.name).await?;
+        self.dropped.store(true, Ordering::Relaxed);
         Ok(())
     }
+}
+
+impl Drop for TestDatabase {
+    /// Drops the database if the test did not: on a thread of its own, with a runtime of
+    /// its own, because a `Drop` cannot await and may run inside the test's runtime.
+    fn drop(&mut self) {
+        if self.dropped.load(Ordering::Relaxed) {
+            return;
+        }
+        let (server_url, name) = (self.server_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(drop_named(&server_url, &name))
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("the test database {} could not be dropped", self.name);
+        }
+    }
+}
+
+async fn drop_named(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(server_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
 }
