@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use centaur_core::api::codes;
 use serde_json::json;
 use std::time::Instant;
+use tower::ServiceBuilder;
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
@@ -96,13 +97,18 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .into_response()
 }
 
-/// Wraps a function's routes (or several merged) with the shared layers.
+/// Wraps a function's routes (or several merged) with the shared layers, outermost
+/// first: tracing, request metrics, JSON errors, the body limit. One stack in one
+/// `Router::layer` call: each call wraps every route again, which a start pays for.
 pub fn app(routes: Router) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            ServiceBuilder::new()
+                .layer(tower_http::trace::TraceLayer::new_for_http())
+                .layer(middleware::from_fn(record_metrics))
+                .layer(middleware::from_fn(json_errors))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
 }

@@ -18,6 +18,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tower::ServiceBuilder;
 
 /// Serves `router` (already wrapped by [`app`]) until SIGTERM/ctrl-c.
 pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
@@ -93,9 +94,7 @@ pub async fn run_function(
         .await
         .with_context(|| format!("{name} could not start"))?;
     let answered = Arc::new(Notify::new());
-    let router = with_preparation(app(router(state.clone())), state.clone()).layer(
-        middleware::from_fn_with_state(answered.clone(), note_answered),
-    );
+    let router = served_app(router(state.clone()), state.clone(), answered.clone());
     // A task of its own, so that connecting to the database (reading `.pgpass`, the TCP
     // and start-up exchange) runs beside the server instead of between its polls.
     let mut behind = tokio::spawn(async move {
@@ -148,10 +147,15 @@ async fn schema_behind(state: AppState) -> anyhow::Error {
     std::future::pending().await
 }
 
-/// `router` with every request but liveness waiting for [`AppState::prepare`] (see
-/// [`prepared`]).
-pub fn with_preparation(router: Router, state: AppState) -> Router {
-    router.layer(middleware::from_fn_with_state(state, prepared))
+/// `routes` as [`run_function`] serves them: the shared layers ([`app`]) and, around
+/// them, every answer noted on `answered` and every request but liveness waiting for
+/// [`AppState::prepare`] (see [`prepared`]). The outer two are one `Router::layer` call.
+fn served_app(routes: Router, state: AppState, answered: Arc<Notify>) -> Router {
+    app(routes).layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(answered, note_answered))
+            .layer(middleware::from_fn_with_state(state, prepared)),
+    )
 }
 
 /// Paths answered without the database, before [`AppState::prepare`] is done: liveness.
@@ -211,11 +215,12 @@ mod tests {
 
     /// A function's router as `run_function` serves it, over real HTTP.
     async fn served(state: AppState) -> SocketAddr {
-        let router = with_preparation(
-            app(Router::new()
+        let router = served_app(
+            Router::new()
                 .route("/health/live", axum::routing::get(|| async { "ok" }))
-                .route("/needs-db", axum::routing::get(|| async { "db" }))),
+                .route("/needs-db", axum::routing::get(|| async { "db" })),
             state,
+            Arc::new(Notify::new()),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
