@@ -326,13 +326,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/admin/api-keys", post(create).get(list))
         .route("/admin/api-keys/{id}", delete(revoke))
         .route("/admin/audit", get(audit_log))
-        .with_state(state)
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

@@ -192,11 +192,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.route("/agent/threads/{thread_key}/events", get(events))
+}
+
 /// The function's router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/agent/threads/{thread_key}/events", get(events))
-        .with_state(state)
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

@@ -104,11 +104,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.route("/agent/execute", post(execute))
+}
+
 /// The function's router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/agent/execute", post(execute))
-        .with_state(state)
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

@@ -168,16 +168,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/agent/executions/{execution_id}", get(get_execution))
         .route("/agent/executions/{execution_id}/cancel", post(cancel))
         .route(
             "/agent/threads/{thread_key}/executions",
             get(list_for_thread),
         )
-        .with_state(state)
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

@@ -270,15 +270,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/agent/threads/{thread_key}/release", post(release))
         .route("/agent/status", get(status))
         .route("/agent/threads", get(list))
         .route("/agent/pool", get(pool))
         .route("/agent/usage", get(usage_by_harness))
-        .with_state(state)
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

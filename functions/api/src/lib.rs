@@ -38,20 +38,26 @@ pub fn routes_json() -> String {
     serde_json::Value::Object(functions).to_string()
 }
 
-/// Every function's router, merged, with `GET /openapi.json`.
+/// Every function's routes on one router, with `GET /openapi.json`. The routes are added
+/// to one router instead of merging one router per function: a merge inserts each route
+/// again, and `api` builds this on every start.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(openapi::router())
-        .merge(health::router(state.clone()))
-        .merge(admin_api_keys::router(state.clone()))
-        .merge(agent_spawn::router(state.clone()))
-        .merge(agent_message::router(state.clone()))
-        .merge(agent_execute::router(state.clone()))
-        .merge(agent_executions::router(state.clone()))
-        .merge(agent_events::router(state.clone()))
-        .merge(agent_threads::router(state.clone()))
-        .merge(final_deliveries::router(state.clone()))
-        .merge(slack_webhook::router(state.clone()))
+    let stateful: [fn(Router<AppState>) -> Router<AppState>; 10] = [
+        health::routes,
+        admin_api_keys::routes,
+        agent_spawn::routes,
+        agent_message::routes,
+        agent_execute::routes,
+        agent_executions::routes,
+        agent_events::routes,
+        agent_threads::routes,
+        final_deliveries::routes,
+        slack_webhook::routes,
+    ];
+    stateful
+        .iter()
+        .fold(openapi::routes(Router::new()), |router, add| add(router))
+        .with_state(state.clone())
         .merge(console::router(state))
 }
 

@@ -163,9 +163,9 @@ async fn serve() -> impl IntoResponse {
     )
 }
 
-/// The route serving the document (no auth, no state).
-pub fn router() -> Router {
-    Router::new().route(PATH, get(serve))
+/// The route serving the document (no auth, no state), added to `router`.
+pub fn routes<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.route(PATH, get(serve))
 }
 
 #[cfg(test)]

@@ -312,9 +312,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/agent/final-deliveries/claim", post(claim))
         .route(
             "/agent/final-deliveries/{execution_id}/heartbeat",
@@ -328,7 +329,11 @@ pub fn router(state: AppState) -> Router {
             "/agent/final-deliveries/{execution_id}/failed",
             post(failed),
         )
-        .with_state(state)
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

@@ -328,15 +328,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/health", get(live))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/health/tools", get(tools_report))
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]

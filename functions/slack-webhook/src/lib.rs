@@ -430,14 +430,17 @@ impl Step {
     }
 }
 
-/// The function's router.
-pub fn router(state: AppState) -> Router {
+/// The function's routes, added to `router` (`api` adds every function's routes to one
+/// router).
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
     PATHS
         .iter()
-        .fold(Router::new(), |router, path| {
-            router.route(path, post(webhook))
-        })
-        .with_state(state)
+        .fold(router, |router, path| router.route(path, post(webhook)))
+}
+
+/// The function's router.
+pub fn router(state: AppState) -> Router {
+    routes(Router::new()).with_state(state)
 }
 
 #[cfg(test)]
