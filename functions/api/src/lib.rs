@@ -57,8 +57,8 @@ pub fn router(state: AppState) -> Router {
     stateful
         .iter()
         .fold(openapi::routes(Router::new()), |router, add| add(router))
-        .with_state(state.clone())
-        .merge(console::router(state))
+        .with_state(state)
+        .merge(console::routes())
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .into_response()
 }
 
-/// Wraps a function's routes (or several merged) with the shared layers, outermost
+/// Wraps a function's routes (or every function's, in `api`) with the shared layers, outermost
 /// first: tracing, request metrics, JSON errors, the body limit. One stack in one
 /// `Router::layer` call: each call wraps every route again, which a start pays for.
 pub fn app(routes: Router) -> Router {
