@@ -24,10 +24,17 @@ pub const MAX_FETCH: usize = 10;
 /// row) and stop at `max`. The limit is written into the text, not bound: a bound limit
 /// makes Postgres plan the statement again on every call (a custom plan per value), and a
 /// fetch runs about once per turn.
+///
+/// The fetch commits without waiting for its WAL to reach the disk (`synchronous_commit`
+/// off for its own transaction only). A fetch lost to a crash of Postgres leaves its
+/// messages visible again, as an SQS receive may: they are delivered again. The claim that
+/// follows a fetch commits synchronously, and its flush carries the fetch with it.
 pub fn take_visible_sql(max: usize) -> String {
     let max = max.clamp(1, MAX_FETCH);
     format!(
-        "WITH candidates AS (
+        "WITH unflushed_commit AS MATERIALIZED (
+             SELECT set_config('synchronous_commit', 'off', true) AS setting
+         ), candidates AS (
              SELECT q.execution_id, q.thread_key, q.created_at FROM queue_messages q
              WHERE q.visible_at <= now()
                AND NOT EXISTS (
@@ -45,7 +52,7 @@ pub fn take_visible_sql(max: usize) -> String {
          SET receipt = gen_random_uuid(),
              receive_count = q.receive_count + 1,
              visible_at = now() + make_interval(secs => $1)
-         FROM first_per_thread f
+         FROM first_per_thread f, unflushed_commit
          WHERE q.execution_id = f.execution_id
          RETURNING q.execution_id, q.thread_key, q.receipt, q.receive_count"
     )

@@ -118,3 +118,47 @@ async fn a_fetch_walks_the_fifo_index_instead_of_sorting_the_queue(pool: PgPool)
         "no message of a thread with one in flight: {taken:?}"
     );
 }
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_fetch_commits_unflushed_without_changing_its_connections_setting(pool: PgPool) {
+    use std::time::Duration;
+    let mut connection = pool.acquire().await.expect("connection");
+    assert_eq!(synchronous_commit(&mut connection).await, "on");
+    sqlx::query(centaur_queue::postgres::SEND)
+        .bind("exe_f")
+        .bind("t")
+        .execute(&mut *connection)
+        .await
+        .expect("send");
+
+    let taken: Vec<(String, String, uuid::Uuid, i32)> =
+        sqlx::query_as(&centaur_queue::postgres::take_visible_sql(1))
+            .bind(60.0_f64)
+            .fetch_all(&mut *connection)
+            .await
+            .expect("take");
+
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        synchronous_commit(&mut connection).await,
+        "on",
+        "the fetch turns synchronous commit off for its own transaction only"
+    );
+    drop(connection);
+    let queue = PostgresQueue::new(pool);
+    let again = queue
+        .receive(1, Duration::ZERO, Duration::from_secs(60))
+        .await
+        .expect("receive");
+    assert!(
+        again.is_empty(),
+        "the fetched message is in flight: {again:?}"
+    );
+}
+
+async fn synchronous_commit(connection: &mut sqlx::PgConnection) -> String {
+    sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(connection)
+        .await
+        .expect("show")
+}
