@@ -87,6 +87,9 @@ struct Driver<'a> {
     /// The turn's messages as the start of the turn read them, for the sandbox they were
     /// read for (sending the turn then needs no query).
     turn_messages: Option<(SandboxId, Vec<TurnMessageRow>)>,
+    /// The sandbox the claim already started the turn in (the thread's live session):
+    /// recording the start there again has nothing to write.
+    started_by_claim: Option<SandboxId>,
     /// The last batch of harness events before the turn concludes: stored with the end
     /// (one statement) instead of on its own.
     deferred: Vec<Value>,
@@ -114,7 +117,17 @@ impl<'a> Driver<'a> {
             attachment: None,
             cancel_grace: None,
             started: Instant::now(),
-            turn_messages: None,
+            turn_messages: execution.started_in.as_ref().map(|id| {
+                let messages = execution.start_messages.as_ref();
+                (
+                    SandboxId::from_stored(id.clone()),
+                    messages.map(|json| json.0.clone()).unwrap_or_default(),
+                )
+            }),
+            started_by_claim: execution
+                .started_in
+                .as_ref()
+                .map(|id| SandboxId::from_stored(id.clone())),
             deferred: Vec::new(),
             session_in_finish: false,
             released_in_finish: false,
@@ -134,8 +147,8 @@ impl<'a> Driver<'a> {
                 reason: format!("malformed execution id '{}'", execution.execution_id),
             };
         }
-        match (&execution.turn_sent_at, &execution.sandbox_id) {
-            (Some(_), Some(sandbox_id)) => ClaimKind::Reattach {
+        match &execution.sandbox_id {
+            Some(sandbox_id) if execution.turn_was_sent() => ClaimKind::Reattach {
                 sandbox_id: SandboxId::from_stored(sandbox_id.clone()),
             },
             _ => ClaimKind::Fresh,
@@ -355,8 +368,12 @@ impl<'a> Driver<'a> {
     }
 
     /// The `execution_started` event (`retry_of`: the first attempt's start failure), with
-    /// the sandbox and the turn's messages (one statement, [`dispatch::start_turn`]).
+    /// the sandbox and the turn's messages (one statement, [`dispatch::start_turn`]) —
+    /// unless the claim already wrote them for this sandbox.
     async fn record_start(&mut self, id: &SandboxId, retry_of: Option<String>) -> Input {
+        if retry_of.is_none() && self.started_by_claim.take().as_ref() == Some(id) {
+            return Input::StartRecorded;
+        }
         let mut started = json!({
             "harness": self.execution.harness,
             "sandbox_id": id.as_str(),
@@ -963,6 +980,8 @@ mod tests {
             session_harness: None,
             session_agent_thread_id: None,
             previous_sandbox_id: None,
+            started_in: None,
+            start_messages: None,
         }
     }
 

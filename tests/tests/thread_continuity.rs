@@ -113,6 +113,30 @@ async fn a_turn_in_a_replaced_sandbox_carries_the_threads_transcript_and_a_resum
         .completed_turn(thread, "gamma: summarise the thread")
         .await;
     assert_ne!(text(&third, "sandbox_id"), old_sandbox, "a new sandbox");
+    let starts: Vec<&str> = events_of_kind(&third, "execution_started")
+        .iter()
+        .map(|event| {
+            event["event_json"]["sandbox_id"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [old_sandbox.as_str(), text(&third, "sandbox_id").as_str()],
+        "the claim started the turn in the thread's live sandbox; found dead, it was started again in the new one"
+    );
+    let second_starts = events_of_kind(&second, "execution_started");
+    assert_eq!(
+        second_starts.len(),
+        1,
+        "a turn in the live sandbox is started once, by its claim"
+    );
+    assert_eq!(
+        second_starts[0]["event_json"]["sandbox_id"],
+        second["sandbox_id"]
+    );
+    assert_eq!(second_starts[0]["event_json"]["harness"], "echo");
     let answer = text(&third, "result_text");
     assert!(answer.starts_with(TRANSCRIPT_MARK), "{answer}");
     let expected = [
@@ -305,13 +329,19 @@ async fn a_harness_that_fails_to_start_is_retried_once_in_a_fresh_sandbox_with_t
         first_failure.starts_with("clone https://git.invalid/acme/api: "),
         "{first_failure}"
     );
+    // Started three times: by its claim in the thread's live sandbox (found dead), in the
+    // new sandbox that failed, and in the retry's.
     let started: Vec<&Value> = events_of_kind(&second, "execution_started");
-    assert_eq!(started.len(), 2, "{second}");
+    assert_eq!(started.len(), 3, "{second}");
     assert_eq!(
-        started[1]["event_json"]["start_retry"]["first_failure"],
+        started[0]["event_json"]["sandbox_id"],
+        first_sandbox.as_str()
+    );
+    assert_eq!(
+        started[2]["event_json"]["start_retry"]["first_failure"],
         first_failure
     );
-    let failed_sandbox = started[0]["event_json"]["sandbox_id"].as_str().unwrap();
+    let failed_sandbox = started[1]["event_json"]["sandbox_id"].as_str().unwrap();
     assert_eq!(format!("{failed_sandbox}-r1"), second_sandbox);
 
     // The sandbox that failed was stopped; the thread's session is the retry's sandbox.

@@ -74,12 +74,19 @@ pub struct ClaimedExecution {
     /// The sandbox that ran the thread's previous turn (the newest earlier execution whose
     /// turn was sent), `None` on the thread's first turn.
     pub previous_sandbox_id: Option<String>,
+    /// The sandbox this claim started the turn in (the thread's live session of its
+    /// harness), as [`start_turn`] would have: the turn is recorded as sent there, with its
+    /// `execution_started` event. `None`: the claim started nothing.
+    pub started_in: Option<String>,
+    /// The turn's messages, read by the claim that started it (`started_in`).
+    pub start_messages: Option<sqlx::types::Json<Vec<TurnMessageRow>>>,
 }
 
 impl ClaimedExecution {
-    /// True when an earlier attempt already sent the turn to a sandbox (re-attach path).
+    /// True when an earlier attempt already sent the turn to a sandbox (re-attach path);
+    /// a turn this claim started ([`Self::started_in`]) is not sent yet.
     pub fn turn_was_sent(&self) -> bool {
-        self.turn_sent_at.is_some() && self.sandbox_id.is_some()
+        self.turn_sent_at.is_some() && self.sandbox_id.is_some() && self.started_in.is_none()
     }
 
     /// Milliseconds between acceptance and this claim.
@@ -130,6 +137,13 @@ fn secs(duration: Duration) -> f64 {
 /// defers a claim, never lets two run. The check reads only the thread's unfinished
 /// executions older than this one (index `executions_unfinished`) and its running one
 /// (index `executions_running`), whatever its history and however many turns wait behind.
+///
+/// A turn never sent whose thread has a live sandbox session of its harness is started in
+/// that sandbox by the same statement, as [`start_turn`] would
+/// ([`ClaimedExecution::started_in`]): the sandbox and the moment the turn is sent, the
+/// `execution_started` event and the turn's messages. The dispatcher still checks that the
+/// sandbox lives before it writes the turn; if it does not, the turn is started again in
+/// the sandbox it gets instead (a second `execution_started`).
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -142,14 +156,22 @@ pub async fn claim(
     let trail = events::insert_cte(
         "trail",
         &format!(
-            "SELECT thread_key, execution_id, '{}' AS event_kind,
+            "SELECT thread_key, execution_id, '{state_kind}' AS event_kind,
                     jsonb_build_object('status', status, 'attempt', attempt,
                                        'worker_id', worker_id) AS event_json, 1 AS ord
-             FROM claimed",
-            kinds::EXECUTION_STATE
+             FROM claimed
+             UNION ALL
+             SELECT thread_key, execution_id, '{started_kind}',
+                    jsonb_build_object('harness', harness, 'sandbox_id', sandbox_id,
+                                       'queue_delay_ms', queue_delay_ms, 'attempt', attempt),
+                    2
+             FROM claimed WHERE started_now",
+            state_kind = kinds::EXECUTION_STATE,
+            started_kind = kinds::EXECUTION_STARTED,
         ),
     );
     let blocked = blocked_cte();
+    let session = LIVE_SESSION_OF_UNSENT_TURN;
     let row = sqlx::query(&format!(
         "WITH target AS (
              SELECT execution_id, thread_key, seq, status FROM executions WHERE execution_id = $1),
@@ -166,6 +188,8 @@ pub async fn claim(
                  hard_deadline_at = COALESCE(hard_deadline_at, now() + make_interval(secs => $5)),
                  attempt = attempt + 1,
                  queue_receipt = COALESCE($6, queue_receipt),
+                 sandbox_id = COALESCE({session}, sandbox_id),
+                 turn_sent_at = CASE WHEN {session} IS NULL THEN turn_sent_at ELSE now() END,
                  updated_at = now()
              WHERE execution_id = $1
                AND (status IN ('queued','retry_wait')
@@ -173,7 +197,11 @@ pub async fn claim(
                AND NOT (SELECT blocked FROM blocked)
              RETURNING execution_id, thread_key, harness, status, worker_id, attempt, sandbox_id,
                        turn_sent_at, created_at, claimed_at, hard_deadline_at, delivery,
-                       assignment_generation, queue_receipt, seq),
+                       assignment_generation, queue_receipt, seq,
+                       -- Both are this statement's now() only when it started the turn.
+                       COALESCE(turn_sent_at = claimed_at, false) AS started_now,
+                       GREATEST(0, floor(extract(epoch FROM claimed_at - created_at) * 1000))::bigint
+                           AS queue_delay_ms),
          {trail}
          SELECT t.status AS found_status, b.blocked, c.execution_id IS NOT NULL AS won,
                 c.execution_id, c.thread_key, c.harness, c.status, c.worker_id, c.attempt,
@@ -184,7 +212,14 @@ pub async fn claim(
                 (SELECT p.sandbox_id FROM executions p
                  WHERE p.thread_key = c.thread_key AND p.seq < c.seq
                    AND p.sandbox_id IS NOT NULL AND p.turn_sent_at IS NOT NULL
-                 ORDER BY p.seq DESC LIMIT 1) AS previous_sandbox_id
+                 ORDER BY p.seq DESC LIMIT 1) AS previous_sandbox_id,
+                CASE WHEN c.started_now THEN c.sandbox_id END AS started_in,
+                CASE WHEN c.started_now THEN
+                    COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role,
+                                                                  'parts', m.parts)
+                                               ORDER BY m.seq)
+                              FROM messages m WHERE m.delivered_execution_id = $1), '[]')
+                END AS start_messages
          FROM blocked b
          LEFT JOIN target t ON true
          LEFT JOIN claimed c ON true
@@ -216,6 +251,14 @@ pub async fn claim(
         ClaimOutcome::HeldElsewhere
     })
 }
+
+/// The sandbox a claim starts the turn in, inside its `UPDATE executions` (whose old row
+/// it reads): the thread's live session of the execution's harness, for a turn never sent
+/// that is claimed from `queued|retry_wait`. NULL otherwise.
+const LIVE_SESSION_OF_UNSENT_TURN: &str = "(SELECT s.sandbox_id FROM sandbox_sessions s
+      WHERE s.thread_key = executions.thread_key AND s.state = 'live'
+        AND s.harness = executions.harness AND executions.turn_sent_at IS NULL
+        AND executions.status IN ('queued','retry_wait'))";
 
 /// The claim's wait check, a CTE named `blocked` over the CTE `target` (the execution to
 /// claim): whether its thread has an older unfinished execution (read off

@@ -711,14 +711,7 @@ async fn a_claim_reads_the_threads_live_session_and_previous_sandbox(pool: PgPoo
         (None, None),
         "the thread's first turn"
     );
-    sqlx::query(
-        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state)
-         VALUES ($1, 'sbx-a', 'echo', 'live')",
-    )
-    .bind(THREAD)
-    .execute(&pool)
-    .await
-    .unwrap();
+    live_session(&pool, "sbx-a", "echo").await;
     dispatch::start_turn(&pool, &first.lease(), "sbx-a", &json!({}))
         .await
         .unwrap()
@@ -742,6 +735,92 @@ async fn a_claim_reads_the_threads_live_session_and_previous_sandbox(pool: PgPoo
         "the finish recorded the harness session with the end"
     );
     assert_eq!(second.previous_sandbox_id.as_deref(), Some("sbx-a"));
+}
+
+/// Makes `sandbox_id` (running `harness`) the live sandbox of `THREAD`.
+async fn live_session(pool: &PgPool, sandbox_id: &str, harness: &str) {
+    sqlx::query(
+        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state)
+         VALUES ($1, $2, $3, 'live')",
+    )
+    .bind(THREAD)
+    .bind(sandbox_id)
+    .bind(harness)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_claim_starts_a_turn_never_sent_in_the_threads_live_sandbox_of_its_harness(pool: PgPool) {
+    seed(&pool, FIRST, false).await;
+    live_session(&pool, "sbx-live", "echo").await;
+
+    let execution = claimed(&pool, FIRST, "w1").await;
+
+    assert_eq!(execution.started_in.as_deref(), Some("sbx-live"));
+    assert_eq!(execution.sandbox_id.as_deref(), Some("sbx-live"));
+    assert!(execution.turn_sent_at.is_some());
+    assert!(
+        !execution.turn_was_sent(),
+        "started by this claim, not sent by an earlier attempt"
+    );
+    let messages = execution
+        .start_messages
+        .clone()
+        .expect("read with the start")
+        .0;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, format!("msg_{FIRST}"));
+    let events = trail(&pool, FIRST).await;
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["execution_state", "execution_started"]);
+    assert_eq!(
+        events[1].1,
+        json!({
+            "harness": "echo",
+            "sandbox_id": "sbx-live",
+            "queue_delay_ms": execution.queue_delay_ms(),
+            "attempt": 1,
+        }),
+        "the event start_turn writes"
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn a_claim_starts_nothing_in_a_sandbox_of_another_harness_or_for_a_turn_already_sent(
+    pool: PgPool,
+) {
+    seed(&pool, FIRST, false).await;
+    live_session(&pool, "sbx-codex", "codex").await;
+    let other_harness = claimed(&pool, FIRST, "w1").await;
+    assert_eq!(
+        (
+            other_harness.started_in.as_deref(),
+            other_harness.turn_sent_at
+        ),
+        (None, None),
+        "a sandbox of another harness is replaced by the dispatcher, not started in"
+    );
+
+    sqlx::query("UPDATE sandbox_sessions SET harness = 'echo' WHERE thread_key = $1")
+        .bind(THREAD)
+        .execute(&pool)
+        .await
+        .unwrap();
+    dispatch::start_turn(&pool, &other_harness.lease(), "sbx-first", &json!({}))
+        .await
+        .unwrap()
+        .expect("held");
+    expire_lease(&pool, FIRST).await;
+    let reclaimed = claimed(&pool, FIRST, "w2").await;
+    assert_eq!(reclaimed.started_in, None);
+    assert_eq!(
+        reclaimed.sandbox_id.as_deref(),
+        Some("sbx-first"),
+        "a reclaim re-attaches where the turn was sent"
+    );
+    assert!(reclaimed.turn_was_sent());
 }
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
@@ -798,14 +877,7 @@ async fn a_finish_stores_the_last_events_first_and_releases_the_queue_in_the_sam
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query(
-        "INSERT INTO sandbox_sessions (thread_key, sandbox_id, harness, state)
-         VALUES ($1, 'sbx-a', 'echo', 'live')",
-    )
-    .bind(THREAD)
-    .execute(&pool)
-    .await
-    .unwrap();
+    live_session(&pool, "sbx-a", "echo").await;
     let lease = claimed(&pool, FIRST, "w1").await.lease();
     let mut end = completed("PONG");
     end.events = vec![
@@ -833,6 +905,7 @@ async fn a_finish_stores_the_last_events_first_and_releases_the_queue_in_the_sam
         kinds,
         [
             "execution_state",
+            "execution_started",
             "harness_event:1",
             "harness_event:2",
             "execution_state",
