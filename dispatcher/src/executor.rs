@@ -107,6 +107,8 @@ impl<'a> Driver<'a> {
         execution: &'a ClaimedExecution,
         receipt: Option<String>,
     ) -> Self {
+        let started_by_claim = execution.started_in.clone().map(SandboxId::from_stored);
+        let start_messages = execution.start_messages.as_ref();
         Self {
             dispatcher,
             execution,
@@ -117,17 +119,11 @@ impl<'a> Driver<'a> {
             attachment: None,
             cancel_grace: None,
             started: Instant::now(),
-            turn_messages: execution.started_in.as_ref().map(|id| {
-                let messages = execution.start_messages.as_ref();
-                (
-                    SandboxId::from_stored(id.clone()),
-                    messages.map(|json| json.0.clone()).unwrap_or_default(),
-                )
+            turn_messages: started_by_claim.clone().map(|id| {
+                let messages = start_messages.map(|json| json.0.clone());
+                (id, messages.unwrap_or_default())
             }),
-            started_by_claim: execution
-                .started_in
-                .as_ref()
-                .map(|id| SandboxId::from_stored(id.clone())),
+            started_by_claim,
             deferred: Vec::new(),
             session_in_finish: false,
             released_in_finish: false,
