@@ -18,7 +18,7 @@
 //!   front of each process (see `support/pg_count.rs`): statements, round trips and
 //!   commits from 202 to terminal (reused sandbox), and per one-call execute; with
 //!   `pg_stat_database.xact_commit` as a cross-check (every transaction, read-only ones
-//!   included).
+//!   included) and the WAL records and bytes written per turn (`pg_stat_wal`).
 //! - **latency**: execute-202 → first harness event persisted, p50/p99, new thread (a
 //!   sandbox started) and reused sandbox, from the rows' own timestamps; peak RSS.
 //! - **sqs**: execute latency, new-thread drain and first event on the SQS queue (moto).
@@ -351,6 +351,14 @@ async fn xact_commit(pool: &sqlx::PgPool) -> i64 {
     .unwrap()
 }
 
+/// `(records, bytes)` of WAL written by the whole server so far (`pg_stat_wal`).
+async fn wal_written(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT wal_records, wal_bytes::bigint FROM pg_stat_wal")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 async fn round_trip_figures(threads: usize, turns: usize) {
     println!("\n--- rounds: what a turn costs the database (counted on the wire) ---");
     let mut processes = Processes::new(&[]).await.unwrap();
@@ -381,6 +389,7 @@ async fn round_trip_figures(threads: usize, turns: usize) {
     // Let every backend report its counters before the cross-check starts.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let commits_before = xact_commit(&pool).await;
+    let wal_before = wal_written(&pool).await;
     let before = dispatcher_proxy.snapshot();
     processes
         .start_dispatcher(&dispatcher_proxy.url_for(&url), &[])
@@ -390,6 +399,7 @@ async fn round_trip_figures(threads: usize, turns: usize) {
     let turn = dispatcher_proxy.snapshot().since(&before);
     tokio::time::sleep(Duration::from_secs(11)).await;
     let transactions = xact_commit(&pool).await - commits_before;
+    let wal_after = wal_written(&pool).await;
     report_failures(&pool).await;
 
     pg_count::print_per(
@@ -414,6 +424,12 @@ async fn round_trip_figures(threads: usize, turns: usize) {
         "{:<58} {:>6.1} per turn  (pg_stat_database.xact_commit Δ: every transaction of the database, read-only included, the bench's polling too)",
         "  transactions, cross-check",
         transactions as f64 / turns as f64
+    );
+    println!(
+        "{:<58} {:>6.1} records {:>8.0} bytes per turn  (pg_stat_wal Δ, the whole server: counts the CPU's speed does not change)",
+        "  WAL written",
+        (wal_after.0 - wal_before.0) as f64 / turns as f64,
+        (wal_after.1 - wal_before.1) as f64 / turns as f64
     );
     processes.stop().await.unwrap();
 }
