@@ -214,12 +214,7 @@ pub async fn claim(
                    AND p.sandbox_id IS NOT NULL AND p.turn_sent_at IS NOT NULL
                  ORDER BY p.seq DESC LIMIT 1) AS previous_sandbox_id,
                 CASE WHEN c.started_now THEN c.sandbox_id END AS started_in,
-                CASE WHEN c.started_now THEN
-                    COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role,
-                                                                  'parts', m.parts)
-                                               ORDER BY m.seq)
-                              FROM messages m WHERE m.delivered_execution_id = $1), '[]')
-                END AS start_messages
+                CASE WHEN c.started_now THEN {TURN_MESSAGES} END AS start_messages
          FROM blocked b
          LEFT JOIN target t ON true
          LEFT JOIN claimed c ON true
@@ -259,6 +254,12 @@ const LIVE_SESSION_OF_UNSENT_TURN: &str = "(SELECT s.sandbox_id FROM sandbox_ses
       WHERE s.thread_key = executions.thread_key AND s.state = 'live'
         AND s.harness = executions.harness AND executions.turn_sent_at IS NULL
         AND executions.status IN ('queued','retry_wait'))";
+
+/// The messages bound to execution `$1`, oldest first, as one jsonb array of
+/// [`TurnMessageRow`]s (`[]` when none): what starting a turn reads.
+const TURN_MESSAGES: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id,
+          'role', m.role, 'parts', m.parts) ORDER BY m.seq)
+      FROM messages m WHERE m.delivered_execution_id = $1), '[]')";
 
 /// The claim's wait check, a CTE named `blocked` over the CTE `target` (the execution to
 /// claim): whether its thread has an older unfinished execution (read off
@@ -417,11 +418,7 @@ pub async fn start_turn(
                  WHERE {HELD}
                  RETURNING thread_key, execution_id),
              {trail}
-             SELECT (SELECT count(*) FROM held),
-                    COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role,
-                                                                  'parts', m.parts)
-                                               ORDER BY m.seq)
-                              FROM messages m WHERE m.delivered_execution_id = $1), '[]')"
+             SELECT (SELECT count(*) FROM held), {TURN_MESSAGES}"
     ))
     .bind(&holder.execution_id)
     .bind(&holder.worker_id)
