@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, OnceCell};
+use tokio::time::Instant;
 
 /// Tells the listeners that `threads` got events and (with `queue_channel`, the Postgres
 /// queue's channel) that the queue holds a message, once the write that made them visible
@@ -50,37 +51,68 @@ struct Wake {
     queue_channels: BTreeSet<String>,
 }
 
-/// How long the background sender gathers thread wake-ups before sending them in one
-/// statement: a turn writes events three times within a few milliseconds (its claim, its
-/// start, its end), and each wake-up sent is a statement and a transaction of its own. A
-/// queue wake-up is sent at once, with whatever was gathered: a receiver waits for it.
+/// How long after a send that carried several wake-ups the background sender gathers the
+/// next ones before sending them in one statement: a busy dispatcher's turns write events
+/// many times a millisecond (claims, starts, ends), and each wake-up sent is a statement
+/// and a transaction of its own. While wake-ups come one at a time, each goes at once: a
+/// lone turn's followers wait for nothing. A queue wake-up is sent at once, with whatever
+/// was gathered: a receiver waits for it.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// The background sender of a long-lived process, if it started one.
 static BACKGROUND: OnceLock<mpsc::UnboundedSender<Wake>> = OnceLock::new();
 
-/// Hands this process's wake-ups to a task on `pool` that sends what comes within
-/// [`GATHER`] in one statement (a queue wake-up at once, with whatever came before it): a
-/// busy dispatcher's writers neither wait for their wake-ups nor pay one statement each. For long-lived processes
-/// (the dispatcher); a function on Lambda, frozen between requests, sends its own.
+/// When the background sender sends next: at once while each send carries one wake-up,
+/// [`GATHER`] after the last send once one carried several (they come faster than one
+/// statement each is worth).
+#[derive(Debug, Default)]
+struct Pace {
+    gather_until: Option<Instant>,
+}
+
+impl Pace {
+    /// The latest moment a wake-up that arrives at `now` waits for others to join it.
+    fn gather_until(&self, now: Instant) -> Instant {
+        self.gather_until.unwrap_or(now)
+    }
+
+    /// A send that carried `carried` wake-ups finished at `now`.
+    fn sent(&mut self, carried: usize, now: Instant) {
+        self.gather_until = (carried > 1).then(|| now + GATHER);
+    }
+}
+
+/// Hands this process's wake-ups to a task on `pool` that sends them, as [`Pace`] says,
+/// in one statement per send (a queue wake-up at once, with whatever came before it). A
+/// busy dispatcher's writers neither wait for their wake-ups nor pay one statement each.
+/// For long-lived processes (the dispatcher); a function on Lambda, frozen between
+/// requests, sends its own.
 pub fn announce_in_background(pool: PgPool) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Wake>();
     if BACKGROUND.set(sender).is_err() {
         return;
     }
     tokio::spawn(async move {
+        let mut pace = Pace::default();
         while let Some(mut wake) = receiver.recv().await {
-            let deadline = tokio::time::Instant::now() + GATHER;
+            let mut carried = 1;
+            // Once the moment has passed, this takes only what is already waiting.
+            let gather_until = pace.gather_until(Instant::now());
             while wake.queue_channels.is_empty() {
-                match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                    Ok(Some(more)) => wake.add(more),
+                match tokio::time::timeout_at(gather_until, receiver.recv()).await {
+                    Ok(Some(more)) => {
+                        wake.add(more);
+                        carried += 1;
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }
             while let Ok(more) = receiver.try_recv() {
                 wake.add(more);
+                carried += 1;
             }
             send(&pool, &wake).await;
+            pace.sent(carried, Instant::now());
         }
     });
 }
@@ -188,5 +220,39 @@ async fn listen_once(
         let notification = listener.recv().await?;
         // No receiver right now is fine: the next follower subscribes before it reads.
         let _ = sender.send(Wakeup::Thread(notification.payload().to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_wake_up_is_sent_at_once() {
+        let now = Instant::now();
+        let mut pace = Pace::default();
+        assert_eq!(pace.gather_until(now), now);
+        pace.sent(1, now);
+        let later = now + Duration::from_micros(300);
+        assert_eq!(pace.gather_until(later), later);
+    }
+
+    #[test]
+    fn after_a_send_that_carried_several_the_next_ones_are_gathered_until_gather_after_it() {
+        let sent_at = Instant::now();
+        let mut pace = Pace::default();
+        pace.sent(3, sent_at);
+        let arrival = sent_at + Duration::from_micros(300);
+        assert_eq!(pace.gather_until(arrival), sent_at + GATHER);
+    }
+
+    #[test]
+    fn a_send_that_carried_one_ends_the_gathering() {
+        let now = Instant::now();
+        let mut pace = Pace::default();
+        pace.sent(4, now);
+        pace.sent(1, now + GATHER);
+        let arrival = now + GATHER * 2;
+        assert_eq!(pace.gather_until(arrival), arrival);
     }
 }
