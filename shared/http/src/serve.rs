@@ -23,7 +23,7 @@ use tower::ServiceBuilder;
 /// Serves `router` (already wrapped by [`app`]) until SIGTERM/ctrl-c.
 pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
     let env = Env::from_process();
-    if env.optional("AWS_LAMBDA_RUNTIME_API").is_some() {
+    if on_lambda(&env) {
         return lambda_http::run(router)
             .await
             .map_err(|err| anyhow::anyhow!("lambda runtime: {err}"));
@@ -40,6 +40,12 @@ pub async fn serve(router: Router, default_port: u16) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// True when AWS Lambda runs this process (its Runtime API is given): the process is
+/// frozen between requests, so nothing may be left to run after an answer.
+fn on_lambda(env: &Env) -> bool {
+    env.optional("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
 /// What `--help` says about the environment every function reads.
@@ -90,9 +96,16 @@ pub async fn run_function(
     router: fn(AppState) -> Router,
 ) -> anyhow::Result<()> {
     centaur_telemetry::init_tracing(name);
-    let state = AppState::from_env(&Env::from_process())
+    let env = Env::from_process();
+    let state = AppState::from_env(&env)
         .await
         .with_context(|| format!("{name} could not start"))?;
+    // A server process outlives its answers: its wake-ups go out from a task of their own,
+    // after the answer, several in one statement when they come together. On Lambda each
+    // request sends its own before answering.
+    if !on_lambda(&env) {
+        centaur_store::wakeups::announce_in_background(state.pool.clone());
+    }
     let answered = Arc::new(Notify::new());
     let router = served_app(router(state.clone()), state.clone(), answered.clone());
     // A task of its own, so that connecting to the database (reading `.pgpass`, the TCP

@@ -85,8 +85,8 @@ impl Pace {
 /// Hands this process's wake-ups to a task on `pool` that sends them, as [`Pace`] says,
 /// in one statement per send (a queue wake-up at once, with whatever came before it). A
 /// busy dispatcher's writers neither wait for their wake-ups nor pay one statement each.
-/// For long-lived processes (the dispatcher); a function on Lambda, frozen between
-/// requests, sends its own.
+/// For long-lived processes (the dispatcher, a function served over HTTP); a function on
+/// Lambda, frozen between requests, sends its own.
 pub fn announce_in_background(pool: PgPool) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Wake>();
     if BACKGROUND.set(sender).is_err() {
