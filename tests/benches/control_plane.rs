@@ -13,7 +13,8 @@
 //!   already running (`BENCH_DRAIN_TURNS` over `BENCH_DRAIN_THREADS`) at concurrency 8 and
 //!   32, and new threads (a sandbox each); graphile-worker (npm, installed into a scratch
 //!   directory) draining as many no-op jobs at concurrency 8 and 32 on a database of its
-//!   own on the same server; the ratio.
+//!   own on the same server; the ratio. Beside the new threads, their floor: as many
+//!   sandbox start-ups alone (the dispatcher's backend, create → ready) at concurrency 8.
 //! - **rounds**: what one turn costs the database, counted by a wire-protocol proxy in
 //!   front of each process (see `support/pg_count.rs`): statements, round trips and
 //!   commits from 202 to terminal (reused sandbox), and per one-call execute; with
@@ -250,8 +251,9 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> f64 {
     rate
 }
 
-/// One dispatcher drains `threads` one-call executes on new threads (a sandbox each).
-async fn new_thread_drain(threads: usize, concurrency: usize) {
+/// One dispatcher drains `threads` one-call executes on new threads (a sandbox each);
+/// returns the rate.
+async fn new_thread_drain(threads: usize, concurrency: usize) -> f64 {
     let concurrency_env = concurrency.to_string();
     let extra = [("DISPATCHER_CONCURRENCY", concurrency_env.as_str())];
     let mut processes = Processes::new(&extra).await.unwrap();
@@ -273,6 +275,7 @@ async fn new_thread_drain(threads: usize, concurrency: usize) {
     );
     report_failures(&pool).await;
     processes.stop().await.unwrap();
+    rate
 }
 
 /// graphile-worker draining `jobs` no-op jobs at `concurrency`, on a database of its own.
@@ -303,6 +306,60 @@ async fn graphile_drain(script: &std::path::Path, jobs: usize, concurrency: usiz
     }
 }
 
+/// Sandbox start-ups alone, as a dispatcher's backend makes one for a new thread (create,
+/// then attach once its ready line came), `count` at `concurrency`: the floor of a
+/// new-thread drain. Returns the rate.
+async fn sandbox_start_floor(count: usize, concurrency: usize) -> f64 {
+    use centaur_core::{ExecutionId, Harness, SandboxId};
+    use centaur_sandbox::{SandboxBackend, SandboxSpec};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let processes = Processes::new(&[]).await.unwrap();
+    let backend = Arc::new(processes.sandbox_backend().unwrap());
+    let api_url = processes.api_url.clone();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let starters: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (backend, taken, api_url) = (backend.clone(), taken.clone(), api_url.clone());
+            tokio::spawn(async move {
+                while taken.fetch_add(1, Ordering::Relaxed) < count {
+                    let id = SandboxId::for_execution(&ExecutionId::generate());
+                    // What the dispatcher's spec holds: placeholders, the API, the harness.
+                    let env = BTreeMap::from([
+                        ("OPENAI_API_KEY".to_owned(), "OPENAI_API_KEY".to_owned()),
+                        ("CENTAUR_API_URL".to_owned(), api_url.clone()),
+                        ("CENTAUR_HARNESS".to_owned(), "echo".to_owned()),
+                        ("CENTAUR_THREAD_KEY".to_owned(), format!("floor-{id}")),
+                    ]);
+                    let spec = SandboxSpec {
+                        thread_key: Some(format!("floor-{id}")),
+                        id,
+                        harness: Harness::Echo,
+                        env,
+                        prompt_files: BTreeMap::from([(
+                            "AGENTS_BASE.md".to_owned(),
+                            "You are a coding agent.".to_owned(),
+                        )]),
+                        warm: false,
+                    };
+                    let id = backend.create(&spec).await.unwrap();
+                    backend.attach(&id).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for starter in starters {
+        starter.await.unwrap();
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{:<58} {rate:>8.1} sandboxes/s",
+        format!("sandbox start-ups alone (create → ready, {count}), c={concurrency}"),
+    );
+    processes.stop().await.unwrap();
+    rate
+}
+
 async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
     println!("\n--- drain: one dispatcher (Postgres queue, echo) vs graphile-worker ---");
     let script = match tokio::task::spawn_blocking(graphile::install)
@@ -327,7 +384,13 @@ async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
             }
         }
     }
-    new_thread_drain(new_threads, 8).await;
+    let ours = new_thread_drain(new_threads, 8).await;
+    let floor = sandbox_start_floor(new_threads, 8).await;
+    println!(
+        "{:<58} {:>8.2}",
+        "  new threads ÷ sandbox start-ups alone, c=8",
+        ours / floor
+    );
 }
 
 // ---------------------------------------------------------------------------------------

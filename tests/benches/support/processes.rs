@@ -2,6 +2,8 @@
 //! database URL of its own (through a counting proxy): the same environment the test
 //! stack gives them (Postgres queue, local sandboxes, echo harness).
 
+use centaur_config::{DispatcherConfig, Env};
+use centaur_sandbox::{Isolation, LocalBackend, LocalEgress};
 use centaur_tests::binaries::binary;
 use centaur_tests::stack::{ensure_sandbox_user, free_port, TEST_SIGNING_KEY};
 use centaur_tests::{until, ChildProcess, TestDatabase};
@@ -104,6 +106,22 @@ impl Processes {
         let process = ChildProcess::spawn(&name, &binary("dispatcher"), &[], &env, &self.work_dir)?;
         self.dispatchers.push(process);
         wait_ok(&format!("http://127.0.0.1:{port}/readyz")).await
+    }
+
+    /// The sandbox backend a dispatcher started here builds from the same environment:
+    /// the same program, state directory, isolation and egress settings.
+    pub fn sandbox_backend(&self) -> anyhow::Result<LocalBackend> {
+        let mut env = self.env.clone();
+        env.insert("DATABASE_URL".into(), self.database.url.clone());
+        let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let config = DispatcherConfig::from_env(&env)?;
+        let isolation = Isolation::from_config(&config.sandbox.local)?;
+        Ok(LocalBackend::new(
+            &config.sandbox_command,
+            &config.sandbox_state_dir,
+            isolation,
+        )?
+        .with_egress(LocalEgress::from_config(&config.sandbox)))
     }
 
     /// Kills the dispatchers (SIGKILL); sandboxes and the API keep running.
