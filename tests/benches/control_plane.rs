@@ -610,6 +610,17 @@ async fn first_event_latency(
     FirstEvent { followed, rows }
 }
 
+/// Prints the first harness event of `turns` turns on new threads, then of as many on one
+/// thread whose sandbox is reused.
+async fn first_event_figures(api_url: &str, client: &ApiClient, pool: &sqlx::PgPool, turns: usize) {
+    first_event_latency(api_url, client, pool, turns, false)
+        .await
+        .print("new thread, new sandbox");
+    first_event_latency(api_url, client, pool, turns, true)
+        .await
+        .print("sandbox reused");
+}
+
 fn mib(value: Option<u64>) -> String {
     value.map_or("n/a".to_owned(), |v| {
         format!("{:.1} MiB", v as f64 / 1024.0)
@@ -627,12 +638,7 @@ async fn latency_figures(turns: usize) {
     let api_url = &processes.api_url;
     // One turn first: the processes' pools and the sandbox program's pages are warm.
     first_event_latency(api_url, &client, &pool, 1, true).await;
-    first_event_latency(api_url, &client, &pool, turns, false)
-        .await
-        .print("new thread, new sandbox");
-    first_event_latency(api_url, &client, &pool, turns, true)
-        .await
-        .print("sandbox reused");
+    first_event_figures(api_url, &client, &pool, turns).await;
     let (api, dispatcher) = processes.peak_rss_kib();
     println!("{:<58} {}", "peak RSS api", mib(api));
     println!("{:<58} {}", "peak RSS dispatcher", mib(dispatcher));
@@ -676,12 +682,7 @@ async fn sqs_figures(load_threads: usize, latency_turns: usize) {
         ids.len() as f64 / started.elapsed().as_secs_f64()
     );
     let api_url = &stack.api_url;
-    first_event_latency(api_url, &client, &pool, latency_turns, false)
-        .await
-        .print("new thread, new sandbox");
-    first_event_latency(api_url, &client, &pool, latency_turns, true)
-        .await
-        .print("sandbox reused");
+    first_event_figures(api_url, &client, &pool, latency_turns).await;
     stack.stop().await.unwrap();
 }
 
