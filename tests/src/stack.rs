@@ -6,6 +6,7 @@ use crate::client::ApiClient;
 use crate::database::TestDatabase;
 use crate::moto::Moto;
 use crate::process::ChildProcess;
+use centaur_sandbox::local::SandboxProcess;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -274,17 +275,15 @@ impl Stack {
 
 /// Kills sandbox processes the local backend left in `state_dir` (they are detached from
 /// the dispatcher on purpose, so a dispatcher crash does not kill them): each sandbox's
-/// process group, which holds its harness CLIs too.
-fn kill_local_sandboxes(state_dir: &std::path::Path) {
+/// process group, which holds its harness CLIs too — never a process that was given the
+/// pid of a sandbox that exited before.
+pub fn kill_local_sandboxes(state_dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", "--", &format!("-{}", pid.trim()), pid.trim()])
-                .stderr(std::process::Stdio::null())
-                .status();
+        if let Some(process) = SandboxProcess::recorded_in(&entry.path()) {
+            process.kill_if_alive();
         }
     }
 }

@@ -3,6 +3,7 @@
 //! sandbox, replays the events it missed, and finishes the execution exactly once.
 #![allow(clippy::unwrap_used)]
 
+use centaur_sandbox::local::SandboxProcess;
 use centaur_tests::{on_both_queues, QueueKind, Stack, StackOptions};
 use serde_json::Value;
 use std::time::Duration;
@@ -94,17 +95,16 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
     stack.dispatcher(0).sigkill();
     let execution = client.execution(&execution_id).await.unwrap();
     let sandbox_id = execution["sandbox_id"].as_str().unwrap().to_owned();
-    let pid_file = std::env::temp_dir()
+    let sandbox_dir = std::env::temp_dir()
         .join(format!(
             "centaur-stack-{}",
             stack.database.url.rsplit('/').next().unwrap()
         ))
         .join("sandboxes")
-        .join(&sandbox_id)
-        .join("pid");
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
+        .join(&sandbox_id);
+    let process = SandboxProcess::recorded_in(&sandbox_dir).unwrap();
     std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
+        .args(["-9", &process.pid.to_string()])
         .status()
         .unwrap();
     stack.start_dispatcher().await.unwrap();

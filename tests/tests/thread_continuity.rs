@@ -8,6 +8,7 @@
 //!   the execution `sandbox_start_failed` naming the step.
 #![allow(clippy::unwrap_used)]
 
+use centaur_sandbox::local::SandboxProcess;
 use centaur_tests::binaries::binary;
 use centaur_tests::{until, Stack, StackOptions};
 use serde_json::Value;
@@ -24,23 +25,24 @@ fn stack_dir(stack: &Stack) -> PathBuf {
     ))
 }
 
-/// Kills the local sandbox `sandbox_id` (SIGKILL) and waits until its process is gone.
+/// The process of the local sandbox `sandbox_id`, as its pid file names it.
+fn sandbox_process(stack: &Stack, sandbox_id: &str) -> Option<SandboxProcess> {
+    SandboxProcess::recorded_in(&stack_dir(stack).join("sandboxes").join(sandbox_id))
+}
+
+/// Kills the local sandbox `sandbox_id`'s own process (SIGKILL), as a crash would, and
+/// waits until it is gone.
 async fn kill_local_sandbox(stack: &Stack, sandbox_id: &str) {
-    let pid_file = stack_dir(stack)
-        .join("sandboxes")
-        .join(sandbox_id)
-        .join("pid");
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
-    let pid = pid.trim().to_owned();
+    let process = sandbox_process(stack, sandbox_id).unwrap();
     std::process::Command::new("kill")
-        .args(["-9", &pid])
+        .args(["-9", &process.pid.to_string()])
         .status()
         .unwrap();
     until(
         Duration::from_secs(10),
         "the killed sandbox's process is gone",
         || {
-            let gone = !process_is_alive(&pid);
+            let gone = !process.is_alive();
             async move { gone }
         },
     )
@@ -48,31 +50,15 @@ async fn kill_local_sandbox(stack: &Stack, sandbox_id: &str) {
     .unwrap();
 }
 
-/// True while `/proc/<pid>` names a process that is not a zombie.
-fn process_is_alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 /// The local sandbox `sandbox_id` has no live process (it was stopped).
 fn assert_process_gone(stack: &Stack, sandbox_id: &str) {
-    let pid_file = stack_dir(stack)
-        .join("sandboxes")
-        .join(sandbox_id)
-        .join("pid");
-    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+    let Some(process) = sandbox_process(stack, sandbox_id) else {
         return; // its directory was removed with it
     };
     assert!(
-        !process_is_alive(pid.trim()),
+        !process.is_alive(),
         "sandbox {sandbox_id} (pid {}) still runs",
-        pid.trim()
+        process.pid
     );
 }
 

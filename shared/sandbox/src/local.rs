@@ -14,9 +14,13 @@
 //!
 //! | path | owner | what |
 //! |---|---|---|
-//! | `pid`, `exit_code`; `spec.json`, `sandbox.log` (0600) | dispatcher | control files the sandbox cannot touch (it could otherwise make `stop` signal any process) |
+//! | `pid` (pid and start time: [`SandboxProcess`]), `exit_code`; `spec.json`, `sandbox.log` (0600) | dispatcher | control files the sandbox cannot touch (it could otherwise make `stop` signal any process) |
 //! | `prompts/`, `ca.crt` | dispatcher, world-readable | prompt files; the proxy CA copied from `SANDBOX_CA_FILE` |
 //! | `home/` (`HOME`, working dir), `tmp/` (`TMPDIR`), `run/sandbox.sock` | sandbox, 0700 | everything the sandbox may write |
+
+mod process;
+
+pub use process::{SandboxProcess, PID_FILE};
 
 use crate::egress::egress_env;
 use crate::{
@@ -28,6 +32,7 @@ use centaur_core::SandboxId;
 use futures::StreamExt;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsFd;
@@ -40,7 +45,6 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
-const PID_FILE: &str = "pid";
 const SPEC_FILE: &str = "spec.json";
 const LOG_FILE: &str = "sandbox.log";
 const EXIT_CODE_FILE: &str = "exit_code";
@@ -260,14 +264,6 @@ impl LocalBackend {
         self.state_dir.join(id.as_str())
     }
 
-    fn read_pid(dir: &Path) -> Option<u32> {
-        std::fs::read_to_string(dir.join(PID_FILE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
     fn local_status(&self, id: &SandboxId) -> SandboxStatus {
         let dir = self.dir(id);
         if !dir.is_dir() {
@@ -275,14 +271,15 @@ impl LocalBackend {
                 detail: format!("local sandbox {id} does not exist (no state directory)"),
             };
         }
-        match Self::read_pid(&dir) {
-            Some(pid) if process_is_alive(pid) => SandboxStatus::Running,
-            Some(pid) => SandboxStatus::Exited {
+        match SandboxProcess::recorded_in(&dir) {
+            Some(process) if process.is_alive() => SandboxStatus::Running,
+            Some(process) => SandboxStatus::Exited {
                 code: std::fs::read_to_string(dir.join(EXIT_CODE_FILE))
                     .ok()
                     .and_then(|code| code.trim().parse().ok()),
                 detail: format!(
-                    "local sandbox {id} process {pid} has exited; its log is {}",
+                    "local sandbox {id} process {} has exited; its log is {}",
+                    process.pid,
                     dir.join(LOG_FILE).display()
                 ),
             },
@@ -457,7 +454,8 @@ impl LocalBackend {
         let pid = child
             .id()
             .ok_or_else(|| start_failed("the sandbox process exited at once".into()))?;
-        std::fs::write(dir.join(PID_FILE), pid.to_string())
+        SandboxProcess::started(pid)
+            .record_in(dir)
             .map_err(|err| start_failed(err.to_string()))?;
         if let Some(stdout) = child.stdout.take() {
             self.watch_readiness(&spec.id, stdout);
@@ -614,31 +612,6 @@ fn reachable_by(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// True if `pid` names a live (non-zombie) process.
-fn process_is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // Format: "pid (comm) state ..."; comm may contain spaces, so split after ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-/// Signals the sandbox's whole process group (it leads one: its harness CLIs, and under
-/// bubblewrap the sandbox itself, are in it).
-async fn send_signal(pid: u32, signal: &str) {
-    let _ = tokio::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pid}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-}
-
 /// Connects to `socket` once it appears in `dir`, giving up after `wait`: inotify wakes
 /// the wait when the sandbox binds it (no polling interval). On a blocking thread.
 async fn socket_appears(dir: &Path, socket: &Path, wait: Duration) -> Result<UnixStream, String> {
@@ -776,15 +749,15 @@ impl SandboxBackend for LocalBackend {
     async fn stop(&self, id: &SandboxId) -> Result<(), SandboxError> {
         self.forget_start(id);
         let dir = self.dir(id);
-        if let Some(pid) = Self::read_pid(&dir) {
-            if process_is_alive(pid) {
-                send_signal(pid, "TERM").await;
+        if let Some(process) = SandboxProcess::recorded_in(&dir) {
+            if process.is_alive() {
+                process.signal_group(Signal::SIGTERM);
                 let deadline = tokio::time::Instant::now() + STOP_GRACE;
-                while process_is_alive(pid) && tokio::time::Instant::now() < deadline {
+                while process.is_alive() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 // Also when the leader has exited: its harness CLIs may still be running.
-                send_signal(pid, "KILL").await;
+                process.signal_group(Signal::SIGKILL);
             }
         }
         match std::fs::remove_dir_all(&dir) {

@@ -5,7 +5,9 @@
 use centaur_config::{DispatcherConfig, Env};
 use centaur_sandbox::{Isolation, LocalBackend, LocalEgress};
 use centaur_tests::binaries::binary;
-use centaur_tests::stack::{ensure_sandbox_user, free_port, TEST_SIGNING_KEY};
+use centaur_tests::stack::{
+    ensure_sandbox_user, free_port, kill_local_sandboxes, TEST_SIGNING_KEY,
+};
 use centaur_tests::{until, ChildProcess, TestDatabase};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -150,17 +152,7 @@ impl Processes {
         if let Some(api) = self.api.as_mut() {
             api.sigkill();
         }
-        let Ok(entries) = std::fs::read_dir(self.work_dir.join("sandboxes")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", "--", &format!("-{}", pid.trim()), pid.trim()])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
+        kill_local_sandboxes(&self.work_dir.join("sandboxes"));
     }
 }
 
