@@ -72,7 +72,7 @@ async fn send(stack: &Stack, event: &Value) -> String {
     let http = reqwest::Client::new();
     let (status, body) = post_event(&http, &stack.api_url, SECRET, event, None)
         .await
-        .unwrap();
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     assert_eq!(status, 200, "{body}");
     body["execution_id"]
         .as_str()
@@ -124,7 +124,7 @@ async fn a_signed_mention_is_answered_in_its_slack_thread() {
     let retry = mention("Ev1", "C1", "1700000000.000100", "reply with exactly PONG");
     let (_, body) = post_event(&http, &stack.api_url, SECRET, &retry, Some(1))
         .await
-        .unwrap();
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     assert_eq!(body["duplicate"], true);
     let pool = stack.database.pool().await.unwrap();
     let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM executions")

@@ -28,6 +28,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The webhook path and Slack's compatibility paths, all served by one handler.
 pub const PATHS: [&str; 5] = [
@@ -207,22 +208,25 @@ async fn handle(state: &AppState, peer: &Peer, headers: &HeaderMap, body: &[u8])
             let span = tracing::info_span!("slack_event",
                 event_id = message.event_id.as_deref().unwrap_or(""),
                 thread_key = %message.thread_key, retry = %retry);
-            let _guard = span.enter();
-            if let Err(reason) = team_allowed(&config.slack_access, &message) {
-                tracing::warn!(
-                    reason,
-                    team_id = %message.team_id,
-                    author_team = %message.author_team,
-                    user = message.user_id.as_deref().unwrap_or(""),
-                    "Slack event from outside the allowed teams ignored"
-                );
-                return Json(SlackAnswer {
-                    ignored: Some(reason.to_string()),
-                    ..SlackAnswer::ok()
-                })
-                .into_response();
+            async {
+                if let Err(reason) = team_allowed(&config.slack_access, &message) {
+                    tracing::warn!(
+                        reason,
+                        team_id = %message.team_id,
+                        author_team = %message.author_team,
+                        user = message.user_id.as_deref().unwrap_or(""),
+                        "Slack event from outside the allowed teams ignored"
+                    );
+                    return Json(SlackAnswer {
+                        ignored: Some(reason.to_string()),
+                        ..SlackAnswer::ok()
+                    })
+                    .into_response();
+                }
+                accept(state, peer, &message).await
             }
-            accept(state, peer, &message).await
+            .instrument(span)
+            .await
         }
     }
 }

@@ -97,8 +97,21 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .into_response()
 }
 
+/// A handler that panicked answers a JSON 500 (and the panic is logged), instead of its
+/// connection being dropped unanswered; the server goes on serving.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %detail, "a request handler panicked");
+    let body = json!({"code": codes::INTERNAL, "message": "internal error"});
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
 /// Wraps a function's routes (or every function's, in `api`) with the shared layers, outermost
-/// first: tracing, request metrics, JSON errors, the body limit. One stack in one
+/// first: tracing, request metrics, a handler's panic as a JSON 500, JSON errors, the body limit. One stack in one
 /// `Router::layer` call: each call wraps every route again, which a start pays for.
 pub fn app(routes: Router) -> Router {
     routes
@@ -108,7 +121,55 @@ pub fn app(routes: Router) -> Router {
             ServiceBuilder::new()
                 .layer(tower_http::trace::TraceLayer::new_for_http())
                 .layer(middleware::from_fn(record_metrics))
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
                 .layer(middleware::from_fn(json_errors))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::get(path)
+            .body(Body::empty())
+            .unwrap_or_else(|err| panic!("request: {err}"));
+        let response = router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|err| match err {});
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_else(|err| panic!("body: {err}"));
+        let body = serde_json::from_slice(&bytes).unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500_and_the_next_request_is_served() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let router = app(Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route(
+                "/fine",
+                axum::routing::get(|| async { Json(json!({"ok": true})) }),
+            ));
+        let (status, body) = get(&router, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            json!({"code": codes::INTERNAL, "message": "internal error"})
+        );
+        assert_eq!(
+            get(&router, "/fine").await,
+            (StatusCode::OK, json!({"ok": true}))
+        );
+    }
 }
