@@ -214,7 +214,13 @@ async fn execute_figures(requests: usize, clients: usize) {
 // drain
 
 /// One dispatcher drains `turns` turns over `threads` threads whose sandboxes run already.
-async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> f64 {
+/// A drain's rate and the WAL the server wrote per turn (or job) while it ran.
+struct Drain {
+    rate: f64,
+    wal_per_turn: f64,
+}
+
+async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain {
     let concurrency_env = concurrency.to_string();
     let extra = [
         ("DISPATCHER_CONCURRENCY", concurrency_env.as_str()),
@@ -236,10 +242,12 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> f64 {
     let after = max_seq(&pool).await;
     let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
     submit(&client, backlog, 16).await;
+    let wal_start = wal_position(&pool).await;
     let started = Instant::now();
     processes.start_dispatcher(&url, &[]).await.unwrap();
     wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
     let wall = started.elapsed();
+    let wal_per_turn = wal_bytes_since(&pool, &wal_start).await / turns as f64;
     let rate = rows_rate(&pool, after).await;
     println!(
         "{:<58} {rate:>8.1} executions/s  (wall, dispatcher start included: {:.1}/s)",
@@ -248,7 +256,7 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> f64 {
     );
     report_failures(&pool).await;
     processes.stop().await.unwrap();
-    rate
+    Drain { rate, wal_per_turn }
 }
 
 /// One dispatcher drains `threads` one-call executes on new threads (a sandbox each);
@@ -279,7 +287,11 @@ async fn new_thread_drain(threads: usize, concurrency: usize) -> f64 {
 }
 
 /// graphile-worker draining `jobs` no-op jobs at `concurrency`, on a database of its own.
-async fn graphile_drain(script: &std::path::Path, jobs: usize, concurrency: usize) -> Option<f64> {
+async fn graphile_drain(
+    script: &std::path::Path,
+    jobs: usize,
+    concurrency: usize,
+) -> Option<Drain> {
     let database = TestDatabase::create().await.unwrap();
     let (url, script) = (database.url.clone(), script.to_path_buf());
     let seconds =
@@ -288,8 +300,8 @@ async fn graphile_drain(script: &std::path::Path, jobs: usize, concurrency: usiz
             .unwrap();
     database.drop_database().await.unwrap();
     match seconds {
-        Ok(seconds) => {
-            let rate = jobs as f64 / seconds;
+        Ok(drained) => {
+            let rate = jobs as f64 / drained.seconds;
             println!(
                 "{:<58} {rate:>8.1} jobs/s",
                 format!(
@@ -297,7 +309,10 @@ async fn graphile_drain(script: &std::path::Path, jobs: usize, concurrency: usiz
                     graphile::VERSION
                 ),
             );
-            Some(rate)
+            Some(Drain {
+                rate,
+                wal_per_turn: drained.wal_bytes / jobs as f64,
+            })
         }
         Err(err) => {
             println!("graphile-worker c={concurrency}: not measured ({err})");
@@ -379,7 +394,14 @@ async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
                 println!(
                     "{:<58} {:>8.2}",
                     format!("  centaur ÷ graphile-worker, c={concurrency}"),
-                    ours / theirs
+                    ours.rate / theirs.rate
+                );
+                println!(
+                    "{:<58} {:>8.1}  (centaur {:.0} B per turn, graphile-worker {:.0} B per job)",
+                    format!("  WAL written per turn ÷ per job, c={concurrency}"),
+                    ours.wal_per_turn / theirs.wal_per_turn,
+                    ours.wal_per_turn,
+                    theirs.wal_per_turn
                 );
             }
         }
@@ -412,6 +434,26 @@ async fn xact_commit(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(
         "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
     )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The server's WAL insert position now: what is written after it is
+/// [`wal_bytes_since`] it (exact and at once, unlike `pg_stat_wal`'s counters).
+async fn wal_position(pool: &sqlx::PgPool) -> String {
+    sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Bytes of WAL the whole server wrote since `position` ([`wal_position`]).
+async fn wal_bytes_since(pool: &sqlx::PgPool, position: &str) -> f64 {
+    sqlx::query_scalar::<_, f64>(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+    )
+    .bind(position)
     .fetch_one(pool)
     .await
     .unwrap()

@@ -10,6 +10,7 @@ pub const VERSION: &str = "0.18.0";
 
 const DRAIN_JS: &str = r#"
 const { run, runMigrations, makeWorkerUtils, Logger } = require("graphile-worker");
+const { Client } = require("pg");
 const jobs = Number(process.env.JOBS);
 const concurrency = Number(process.env.CONCURRENCY);
 const connectionString = process.env.DATABASE_URL;
@@ -17,14 +18,32 @@ const connectionString = process.env.DATABASE_URL;
 const logger = new Logger(() => (level, message) => {
   if (level === "error") console.error(message);
 });
+// The server's WAL insert position: what the drain wrote is the difference.
+async function walPosition() {
+  const client = new Client({ connectionString });
+  await client.connect();
+  const { rows } = await client.query("SELECT pg_current_wal_insert_lsn()::text AS lsn");
+  await client.end();
+  return rows[0].lsn;
+}
+async function walSince(start) {
+  const client = new Client({ connectionString });
+  await client.connect();
+  const { rows } = await client.query(
+    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::bigint AS bytes", [start]);
+  await client.end();
+  return Number(rows[0].bytes);
+}
 (async () => {
   await runMigrations({ connectionString, logger });
   const utils = await makeWorkerUtils({ connectionString, logger });
   const specs = Array.from({ length: jobs }, (_, i) => ({ identifier: "noop", payload: { i } }));
   for (let i = 0; i < jobs; i += 1000) await utils.addJobs(specs.slice(i, i + 1000));
   await utils.release();
+  const walStart = await walPosition();
   let done = 0;
   let started = null;
+  let seconds = null;
   const runner = await run({
     connectionString, concurrency, logger, noHandleSignals: true,
     taskList: { noop: async () => {} },
@@ -35,12 +54,13 @@ const logger = new Logger(() => (level, message) => {
   runner.events.on("job:success", () => {
     done += 1;
     if (done === jobs) {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      console.log(JSON.stringify({ jobs, concurrency, seconds }));
+      seconds = Number(process.hrtime.bigint() - started) / 1e9;
       runner.stop();
     }
   });
   await runner.promise;
+  const wal_bytes = await walSince(walStart);
+  console.log(JSON.stringify({ jobs, concurrency, seconds, wal_bytes }));
 })().catch((err) => { console.error(err); process.exit(1); });
 "#;
 
@@ -82,14 +102,23 @@ pub fn install() -> Result<PathBuf, String> {
     Ok(script)
 }
 
+/// What a drain took.
+pub struct Drained {
+    /// From the first job's start to the last job's success.
+    pub seconds: f64,
+    /// WAL the server wrote from the worker's start to its stop (its own start-up and
+    /// shutdown included).
+    pub wal_bytes: f64,
+}
+
 /// Drains `jobs` no-op jobs queued before the worker starts, at `concurrency`, on
-/// `database_url`; returns the seconds from the first job's start to the last job's success.
+/// `database_url`.
 pub fn drain(
     script: &std::path::Path,
     database_url: &str,
     jobs: usize,
     concurrency: usize,
-) -> Result<f64, String> {
+) -> Result<Drained, String> {
     let output = Command::new("node")
         .arg(script)
         .env("DATABASE_URL", database_url)
@@ -110,7 +139,13 @@ pub fn drain(
         .find(|line| line.starts_with('{'))
         .ok_or_else(|| format!("no result from the drain script: {stdout}"))?;
     let value: serde_json::Value = serde_json::from_str(line).map_err(|err| err.to_string())?;
-    value["seconds"]
-        .as_f64()
-        .ok_or_else(|| format!("no seconds in {line}"))
+    let number = |field: &str| {
+        value[field]
+            .as_f64()
+            .ok_or_else(|| format!("no {field} in {line}"))
+    };
+    Ok(Drained {
+        seconds: number("seconds")?,
+        wal_bytes: number("wal_bytes")?,
+    })
 }
