@@ -20,7 +20,7 @@
 
 mod process;
 
-pub use process::{SandboxProcess, PID_FILE};
+pub use process::SandboxProcess;
 
 use crate::egress::egress_env;
 use crate::{

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use std::path::Path;
 
 /// The file in a sandbox's directory naming its process: `<pid> <start time>`.
-pub const PID_FILE: &str = "pid";
+const PID_FILE: &str = "pid";
 
 /// The process a local sandbox runs as; it leads its own process group (its harness CLIs
 /// run in that group).
