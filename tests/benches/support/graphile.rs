@@ -18,22 +18,18 @@ const connectionString = process.env.DATABASE_URL;
 const logger = new Logger(() => (level, message) => {
   if (level === "error") console.error(message);
 });
+// One value read on a connection of its own (the worker's pool is busy or stopped).
+async function readOne(sql, params) {
+  const client = new Client({ connectionString });
+  await client.connect();
+  const { rows } = await client.query(sql, params);
+  await client.end();
+  return Object.values(rows[0])[0];
+}
 // The server's WAL insert position: what the drain wrote is the difference.
-async function walPosition() {
-  const client = new Client({ connectionString });
-  await client.connect();
-  const { rows } = await client.query("SELECT pg_current_wal_insert_lsn()::text AS lsn");
-  await client.end();
-  return rows[0].lsn;
-}
-async function walSince(start) {
-  const client = new Client({ connectionString });
-  await client.connect();
-  const { rows } = await client.query(
-    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::bigint AS bytes", [start]);
-  await client.end();
-  return Number(rows[0].bytes);
-}
+const walPosition = () => readOne("SELECT pg_current_wal_insert_lsn()::text");
+const walSince = async (start) => Number(await readOne(
+  "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::bigint", [start]));
 (async () => {
   await runMigrations({ connectionString, logger });
   const utils = await makeWorkerUtils({ connectionString, logger });
