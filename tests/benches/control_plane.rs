@@ -34,6 +34,8 @@
 mod graphile;
 #[path = "support/pg_count.rs"]
 mod pg_count;
+#[path = "support/pg_cpu.rs"]
+mod pg_cpu;
 #[path = "support/pgbench.rs"]
 mod pgbench;
 #[path = "support/processes.rs"]
@@ -218,6 +220,8 @@ async fn execute_figures(requests: usize, clients: usize) {
 struct Drain {
     rate: f64,
     wal_per_turn: f64,
+    /// The Postgres server's CPU seconds per turn (or job), when readable here.
+    cpu_per_turn: Option<f64>,
 }
 
 async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain {
@@ -242,11 +246,16 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain
     let after = max_seq(&pool).await;
     let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
     submit(&client, backlog, 16).await;
+    let checkpointer = pg_cpu::checkpointer(&pool).await;
     let wal_start = wal_position(&pool).await;
+    let cpu_start = checkpointer.and_then(pg_cpu::server_seconds);
     let started = Instant::now();
     processes.start_dispatcher(&url, &[]).await.unwrap();
     wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
     let wall = started.elapsed();
+    let cpu_per_turn = cpu_start
+        .zip(checkpointer.and_then(pg_cpu::server_seconds))
+        .map(|(before, after)| (after - before) / turns as f64);
     let wal_per_turn = wal_bytes_since(&pool, &wal_start).await / turns as f64;
     let rate = rows_rate(&pool, after).await;
     println!(
@@ -256,7 +265,11 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain
     );
     report_failures(&pool).await;
     processes.stop().await.unwrap();
-    Drain { rate, wal_per_turn }
+    Drain {
+        rate,
+        wal_per_turn,
+        cpu_per_turn,
+    }
 }
 
 /// One dispatcher drains `threads` one-call executes on new threads (a sandbox each);
@@ -312,6 +325,7 @@ async fn graphile_drain(
             Some(Drain {
                 rate,
                 wal_per_turn: drained.wal_bytes / jobs as f64,
+                cpu_per_turn: drained.server_seconds.map(|seconds| seconds / jobs as f64),
             })
         }
         Err(err) => {
@@ -403,6 +417,15 @@ async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
                     ours.wal_per_turn,
                     theirs.wal_per_turn
                 );
+                if let Some((ours_cpu, theirs_cpu)) = ours.cpu_per_turn.zip(theirs.cpu_per_turn) {
+                    println!(
+                        "{:<58} {:>8.1}  (centaur {:.3} ms per turn, graphile-worker {:.3} ms per job)",
+                        format!("  Postgres CPU per turn ÷ per job, c={concurrency}"),
+                        ours_cpu / theirs_cpu,
+                        ours_cpu * 1000.0,
+                        theirs_cpu * 1000.0
+                    );
+                }
             }
         }
     }

@@ -30,13 +30,40 @@ async function readOne(sql, params) {
 const walPosition = () => readOne("SELECT pg_current_wal_insert_lsn()::text");
 const walSince = async (start) => Number(await readOne(
   "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::bigint", [start]));
+// The server's CPU clock ticks so far, as the Rust side reads them (support/pg_cpu.rs):
+// the postmaster's own and its reaped children's, plus its live children's. Null when the
+// server's processes are not readable here.
+const fs = require("fs");
+const statFields = (pid) => {
+  const line = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  return line.slice(line.lastIndexOf(")") + 2).split(" "); // [1] ppid, [11..14] times
+};
+const serverTicks = (checkpointer) => {
+  try {
+    const postmaster = Number(statFields(checkpointer)[1]);
+    const own = statFields(postmaster).slice(11, 15).map(Number);
+    let ticks = own.reduce((a, b) => a + b, 0);
+    for (const entry of fs.readdirSync("/proc").filter((name) => /^[0-9]+$/.test(name))) {
+      try {
+        const fields = statFields(entry);
+        if (Number(fields[1]) === postmaster) ticks += Number(fields[11]) + Number(fields[12]);
+      } catch (_) { /* exited meanwhile */ }
+    }
+    return ticks;
+  } catch (_) {
+    return null;
+  }
+};
 (async () => {
   await runMigrations({ connectionString, logger });
   const utils = await makeWorkerUtils({ connectionString, logger });
   const specs = Array.from({ length: jobs }, (_, i) => ({ identifier: "noop", payload: { i } }));
   for (let i = 0; i < jobs; i += 1000) await utils.addJobs(specs.slice(i, i + 1000));
   await utils.release();
+  const checkpointer = await readOne(
+    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
   const walStart = await walPosition();
+  const ticksStart = serverTicks(checkpointer);
   let done = 0;
   let started = null;
   let seconds = null;
@@ -55,8 +82,10 @@ const walSince = async (start) => Number(await readOne(
     }
   });
   await runner.promise;
+  const ticksEnd = serverTicks(checkpointer);
+  const server_ticks = ticksStart === null || ticksEnd === null ? null : ticksEnd - ticksStart;
   const wal_bytes = await walSince(walStart);
-  console.log(JSON.stringify({ jobs, concurrency, seconds, wal_bytes }));
+  console.log(JSON.stringify({ jobs, concurrency, seconds, wal_bytes, server_ticks }));
 })().catch((err) => { console.error(err); process.exit(1); });
 "#;
 
@@ -105,6 +134,8 @@ pub struct Drained {
     /// WAL the server wrote from the worker's start to its stop (its own start-up and
     /// shutdown included).
     pub wal_bytes: f64,
+    /// The server's CPU time over the same span, when its processes are readable here.
+    pub server_seconds: Option<f64>,
 }
 
 /// Drains `jobs` no-op jobs queued before the worker starts, at `concurrency`, on
@@ -143,5 +174,8 @@ pub fn drain(
     Ok(Drained {
         seconds: number("seconds")?,
         wal_bytes: number("wal_bytes")?,
+        server_seconds: value["server_ticks"]
+            .as_f64()
+            .map(|ticks| ticks / procfs::ticks_per_second() as f64),
     })
 }
