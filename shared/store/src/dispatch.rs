@@ -856,4 +856,19 @@ mod tests {
         );
         assert!(!plan.contains("Seq Scan"), "{plan}");
     }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_expired_lease_scan_reads_only_running_executions(pool: PgPool) {
+        deep_backlog(&pool, 500).await;
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN SELECT execution_id FROM executions
+             WHERE status IN {ACTIVE} AND lease_expires_at < now() ORDER BY seq LIMIT 10"
+        ))
+        .fetch_all(&pool)
+        .await
+        .expect("explain");
+        let plan = plan.join("\n");
+        assert!(plan.contains("executions_running"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
 }

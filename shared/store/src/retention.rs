@@ -28,8 +28,8 @@ use std::time::Duration;
 
 /// The terminal statuses, as an SQL list.
 const TERMINAL: &str = "('completed','failed_permanent','cancelled')";
-/// The other statuses (an unfinished execution), as an SQL list: the predicate of the
-/// `executions_active` index.
+/// The other statuses (an unfinished execution), as an SQL list: the rows of the
+/// `executions_unfinished` index.
 const UNFINISHED: &str = "('queued','running','retry_wait','cancel_requested')";
 
 /// What to prune: each window is `None` when disabled.
@@ -192,8 +192,9 @@ pub async fn prune_executions(
     // their messages — is checked again below before it goes.)
     loop {
         let deleted = sqlx::query(
-            "DELETE FROM execution_events WHERE event_id IN (
-                 SELECT event_id FROM execution_events WHERE execution_id = ANY($1) LIMIT $2)",
+            "DELETE FROM execution_events WHERE (thread_key, thread_seq) IN (
+                 SELECT thread_key, thread_seq FROM execution_events
+                 WHERE execution_id = ANY($1) LIMIT $2)",
         )
         .bind(&ids)
         .bind(batch)
@@ -261,8 +262,8 @@ pub async fn prune_thread_leftovers(
 ) -> Result<Pruned, StoreError> {
     let mut pruned = Pruned::default();
     let events = sqlx::query(&format!(
-        "DELETE FROM execution_events WHERE event_id IN (
-             SELECT ev.event_id FROM execution_events ev
+        "DELETE FROM execution_events WHERE (thread_key, thread_seq) IN (
+             SELECT ev.thread_key, ev.thread_seq FROM execution_events ev
              WHERE ev.execution_id IS NULL AND ev.created_at < $1
                AND NOT EXISTS (SELECT 1 FROM executions live
                                WHERE live.thread_key = ev.thread_key
