@@ -15,3 +15,8 @@ ALTER TABLE execution_events
 -- `executions_running` (a few rows: one per running turn), the waiting ones in
 -- `executions_unfinished`; each claim paid for a third index entry of the same row.
 DROP INDEX executions_active;
+
+-- `seq` is drawn from its sequence and read only within a thread (`executions_thread_newest`,
+-- `executions_unfinished`) or over the few unfinished rows; its UNIQUE index was a third
+-- full index written by every insert, claim and finish.
+ALTER TABLE executions DROP CONSTRAINT executions_seq_key;
