@@ -1,8 +1,9 @@
 //! The CPU time the Postgres server spent, read off `/proc`: the postmaster's own time, the
 //! time of the backends it has reaped (its children's time), and the time of its live
-//! children. A drain's share is the difference of two readings. Unlike a rate, it hardly
-//! moves with what else the machine runs, so it compares two builds on a noisy host.
-//! Only readable when the server runs on this machine (as the benchmark's does).
+//! children. A drain's share is the difference of two readings. It moves less than a rate
+//! with what else the machine runs (about ±15 % between runs of one build here, where the
+//! rate moved ±30 %), so it helps compare two builds on a noisy host. Only readable when
+//! the server runs on this machine (as the benchmark's does).
 
 use procfs::process::{all_processes, Process};
 
