@@ -19,7 +19,7 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     /// Creates `centaur_e2e_<random>` on the server of `DATABASE_URL` and applies the
-    /// migrations.
+    /// migrations. The new database's URL keeps the server URL's parameters (`sslmode`…).
     pub async fn create() -> anyhow::Result<Self> {
         let server_url =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
@@ -28,12 +28,13 @@ impl TestDatabase {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        let base = server_url
-            .rsplit_once('/')
-            .map(|(base, _)| base.to_owned())
-            .unwrap_or_else(|| server_url.clone());
+        let (address, parameters) = match server_url.split_once('?') {
+            Some((address, parameters)) => (address, format!("?{parameters}")),
+            None => (server_url.as_str(), String::new()),
+        };
+        let base = address.rsplit_once('/').map_or(address, |(base, _)| base);
         let database = Self {
-            url: format!("{base}/{name}"),
+            url: format!("{base}/{name}{parameters}"),
             name,
             server_url,
             dropped: AtomicBool::new(false),
@@ -41,6 +42,12 @@ impl TestDatabase {
         // What `api migrate` does before a deployment starts: processes only check the schema.
         centaur_store::migrate(&database.url).await?;
         Ok(database)
+    }
+
+    /// The database's URL with `parameters` (`key=value&…`) added to its own.
+    pub fn url_with(&self, parameters: &str) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}{parameters}", self.url)
     }
 
     /// A connection pool on the test database (for assertions on rows).

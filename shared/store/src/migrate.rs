@@ -12,8 +12,12 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// during a database outage callers learn it at once instead of queueing.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// The pool settings every process uses.
+/// The pool settings every process uses. A `DATABASE_URL` may ask for TLS (`sslmode`,
+/// `sslrootcert`, as libpq reads them; `prefer` when unset): sqlx verifies a server's
+/// certificate with the process's default rustls provider, installed here (ring, the one
+/// every TLS client of the workspace uses) unless one is already.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
