@@ -37,6 +37,27 @@ app.kubernetes.io/component: {{ .component }}
       {{- end }}
 {{- end -}}
 
+{{/* The mount of the Postgres CA bundle (database.caBundle), if one is set. */}}
+{{- define "centaur.databaseCaMount" -}}
+{{- if .Values.database.caBundle.configMap }}
+- name: database-ca
+  mountPath: /etc/centaur/database-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The volume of the Postgres CA bundle (database.caBundle), if one is set. */}}
+{{- define "centaur.databaseCaVolume" -}}
+{{- if .Values.database.caBundle.configMap }}
+- name: database-ca
+  configMap:
+    name: {{ .Values.database.caBundle.configMap }}
+    items:
+      - key: {{ .Values.database.caBundle.key }}
+        path: {{ .Values.database.caBundle.key }}
+{{- end }}
+{{- end -}}
+
 {{/* URL sandboxes and the dispatcher use to reach the API. */}}
 {{- define "centaur.apiUrl" -}}
 {{- if .Values.sandbox.apiUrl -}}
