@@ -897,14 +897,46 @@ async fn function_figures(runs: usize) {
     let _ = std::fs::remove_dir_all(&log_dir);
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// Every party of a run — Centaur's processes, pgbench and graphile-worker — reads the same
+/// `DATABASE_URL`, so all reach Postgres over the same transport: plain TCP on loopback
+/// unless the URL names an `sslmode` (libpq and sqlx would each pick TLS on their own with
+/// a server that offers it, node-postgres would not, and TLS costs each round trip). A run
+/// whose URL names none runs itself again with `sslmode=disable` added (the environment
+/// is read, never changed, in this process); returns the URL otherwise.
+fn pinned_transport() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| centaur_tests::database::DEFAULT_SERVER_URL.to_owned());
+    if url.contains("sslmode=") {
+        return url;
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args_os().skip(1))
+        .env("DATABASE_URL", format!("{url}{separator}sslmode=disable"))
+        .status()
+        .unwrap();
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn main() {
+    let url = pinned_transport();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(&url));
+}
+
+async fn run(url: &str) {
     println!(
         "centaur control-plane benchmark (embedded defaults, echo harness, {} cores)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    let transport = url.split_once("sslmode=").map_or("", |(_, mode)| mode);
+    let transport = transport.split('&').next().unwrap_or(transport);
+    println!("every party on the same Postgres transport: sslmode={transport}");
     let clients = env_usize("BENCH_LOAD_CLIENTS", 16);
     let latency_turns = env_usize("BENCH_LATENCY_TURNS", 40);
     if wanted("execute") {

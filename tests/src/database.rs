@@ -44,6 +44,11 @@ impl TestDatabase {
         Ok(database)
     }
 
+    /// The database's name (`centaur_e2e_<random>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The database's URL with `parameters` (`key=value&…`) added to its own.
     pub fn url_with(&self, parameters: &str) -> String {
         let separator = if self.url.contains('?') { '&' } else { '?' };

@@ -66,7 +66,8 @@ pub struct Stack {
     /// The SQS server, kept alive (and killed on drop) with the stack.
     _moto: Option<Moto>,
     base_env: BTreeMap<String, String>,
-    work_dir: PathBuf,
+    /// The stack's own directory: process logs, and its local sandboxes under `sandboxes/`.
+    pub work_dir: PathBuf,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -91,10 +92,7 @@ impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         ensure_sandbox_user()?;
         let database = TestDatabase::create().await?;
-        let work_dir = std::env::temp_dir().join(format!(
-            "centaur-stack-{}",
-            database.url.rsplit('/').next().unwrap_or("db")
-        ));
+        let work_dir = std::env::temp_dir().join(format!("centaur-stack-{}", database.name()));
         std::fs::create_dir_all(work_dir.join("sandboxes"))?;
         let api_port = free_port()?;
         let api_url = format!("http://127.0.0.1:{api_port}");
@@ -126,12 +124,7 @@ impl Stack {
             QueueKind::Postgres => None,
             QueueKind::Sqs => {
                 let moto = Moto::start().await;
-                let name = database
-                    .url
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("centaur")
-                    .replace('_', "-");
+                let name = database.name().replace('_', "-");
                 let (queue_url, _) = moto.fifo_queue_with_dlq(&name, 5).await;
                 for (key, value) in [
                     ("QUEUE_BACKEND", "sqs"),

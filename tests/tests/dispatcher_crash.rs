@@ -95,13 +95,7 @@ async fn a_sandbox_that_dies_with_its_dispatcher_fails_the_turn_as_sandbox_lost(
     stack.dispatcher(0).sigkill();
     let execution = client.execution(&execution_id).await.unwrap();
     let sandbox_id = execution["sandbox_id"].as_str().unwrap().to_owned();
-    let sandbox_dir = std::env::temp_dir()
-        .join(format!(
-            "centaur-stack-{}",
-            stack.database.url.rsplit('/').next().unwrap()
-        ))
-        .join("sandboxes")
-        .join(&sandbox_id);
+    let sandbox_dir = stack.work_dir.join("sandboxes").join(&sandbox_id);
     let process = SandboxProcess::recorded_in(&sandbox_dir).unwrap();
     std::process::Command::new("kill")
         .args(["-9", &process.pid.to_string()])

@@ -18,16 +18,9 @@ use std::time::Duration;
 
 const TRANSCRIPT_MARK: &str = "[Earlier conversation in this thread]";
 
-fn stack_dir(stack: &Stack) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "centaur-stack-{}",
-        stack.database.url.rsplit('/').next().unwrap()
-    ))
-}
-
 /// The process of the local sandbox `sandbox_id`, as its pid file names it.
 fn sandbox_process(stack: &Stack, sandbox_id: &str) -> Option<SandboxProcess> {
-    SandboxProcess::recorded_in(&stack_dir(stack).join("sandboxes").join(sandbox_id))
+    SandboxProcess::recorded_in(&stack.work_dir.join("sandboxes").join(sandbox_id))
 }
 
 /// Kills the local sandbox `sandbox_id`'s own process (SIGKILL), as a crash would, and

@@ -40,7 +40,7 @@ impl Processes {
     pub async fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         ensure_sandbox_user()?;
         let database = TestDatabase::create().await?;
-        let name = database.url.rsplit('/').next().unwrap_or("db").to_owned();
+        let name = database.name().to_owned();
         let work_dir = std::env::temp_dir().join(format!("centaur-bench-{name}"));
         std::fs::create_dir_all(work_dir.join("sandboxes"))?;
         let api_url = format!("http://127.0.0.1:{}", free_port()?);
