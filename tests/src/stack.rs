@@ -75,6 +75,30 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// One function binary (`health`, `agent-execute`…) started alone on `database_url` with
+/// the keys every function needs and a port of its own, its log under a directory named
+/// after `label`; returns it and its base URL (`http://127.0.0.1:<port>`).
+pub fn start_function(
+    function: &str,
+    label: &str,
+    database_url: &str,
+) -> anyhow::Result<(ChildProcess, String)> {
+    let port = free_port()?.to_string();
+    let env: BTreeMap<String, String> = [
+        ("DATABASE_URL", database_url),
+        ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
+        ("SLACKBOT_API_KEY", TEST_SLACKBOT_KEY),
+        ("PORT", port.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let log_dir = std::env::temp_dir().join(format!("centaur-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir)?;
+    let process = ChildProcess::spawn(label, &binary(function), &[], &env, &log_dir)?;
+    Ok((process, format!("http://127.0.0.1:{port}")))
+}
+
 async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     crate::until(timeout, &format!("{url} to answer 200"), || async {

@@ -5,28 +5,14 @@
 //! default, with its self-signed certificate for `localhost`).
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::binaries::binary;
-use centaur_tests::stack::{free_port, TEST_SIGNING_KEY, TEST_SLACKBOT_KEY};
+use centaur_tests::stack::start_function;
 use centaur_tests::{until, ChildProcess, TestDatabase};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The `health` function on `database_url`, and its `/health/ready` address.
-fn start_health(database_url: &str, name: &str) -> (ChildProcess, String) {
-    let port = free_port().unwrap();
-    let env: BTreeMap<String, String> = [
-        ("DATABASE_URL", database_url),
-        ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
-        ("SLACKBOT_API_KEY", TEST_SLACKBOT_KEY),
-        ("PORT", &port.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let log_dir = std::env::temp_dir().join(format!("centaur-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let health = ChildProcess::spawn(name, &binary("health"), &[], &env, &log_dir).unwrap();
-    (health, format!("http://127.0.0.1:{port}/health/ready"))
+fn start_health(database_url: &str, label: &str) -> (ChildProcess, String) {
+    let (health, base) = start_function("health", label, database_url).unwrap();
+    (health, format!("{base}/health/ready"))
 }
 
 /// The certificate the server presents (its own self-signed one on this machine).

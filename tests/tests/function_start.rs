@@ -3,10 +3,8 @@
 //! naming the command that fixes it.
 #![allow(clippy::unwrap_used)]
 
-use centaur_tests::binaries::binary;
-use centaur_tests::stack::{free_port, TEST_SIGNING_KEY, TEST_SLACKBOT_KEY};
-use centaur_tests::{until, ChildProcess, TestDatabase};
-use std::collections::BTreeMap;
+use centaur_tests::stack::start_function;
+use centaur_tests::{until, TestDatabase};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,21 +18,8 @@ async fn a_function_on_an_older_schema_answers_liveness_then_exits_naming_api_mi
     .await
     .unwrap();
     pool.close().await;
-    let port = free_port().unwrap();
-    let env: BTreeMap<String, String> = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("SANDBOX_SIGNING_KEY", TEST_SIGNING_KEY),
-        ("SLACKBOT_API_KEY", TEST_SLACKBOT_KEY),
-        ("PORT", &port.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let log_dir = std::env::temp_dir().join(format!("centaur-start-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let mut health = ChildProcess::spawn("health", &binary("health"), &[], &env, &log_dir).unwrap();
-
-    let live = format!("http://127.0.0.1:{port}/health/live");
+    let (mut health, base) = start_function("health", "health-start", &database.url).unwrap();
+    let live = format!("{base}/health/live");
     let client = reqwest::Client::new();
     until(Duration::from_secs(30), "health to answer liveness", || {
         let request = client.get(&live).send();
