@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// The path of a workspace binary built by `cargo build --workspace --bins` in the same
-/// profile as the running test (`target/<profile>/<name>`).
+/// The path of a workspace binary built in the same profile as the running test or bench
+/// (`target/<profile>/<name>`). Never another profile's: a bench must not time a debug
+/// build it found lying around.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|err| panic!("current_exe: {err}"));
     // target/<profile>/deps/<test-binary> → target/<profile>
@@ -11,17 +12,14 @@ pub fn binary(name: &str) -> PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
-    let debug_dir = profile_dir
-        .parent()
-        .map(|target| target.join("debug"))
-        .unwrap_or_else(|| profile_dir.to_path_buf());
-    [profile_dir.join(name), debug_dir.join(name)]
-        .into_iter()
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "binary '{name}' not found next to {}; run `cargo build --workspace --bins` first",
-                exe.display()
-            )
-        })
+    let path = profile_dir.join(name);
+    if !path.is_file() {
+        let release = profile_dir.file_name().is_some_and(|dir| dir == "release");
+        panic!(
+            "binary '{name}' not found in {}; run `cargo build {}--workspace --bins` first",
+            profile_dir.display(),
+            if release { "--release " } else { "" }
+        );
+    }
+    path
 }
