@@ -909,10 +909,12 @@ fn pinned_transport() -> String {
     if url.contains("sslmode=") {
         return url;
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(std::env::args_os().skip(1))
-        .env("DATABASE_URL", format!("{url}{separator}sslmode=disable"))
+        .env(
+            "DATABASE_URL",
+            centaur_tests::database::with_parameters(&url, "sslmode=disable"),
+        )
         .status()
         .unwrap();
     std::process::exit(status.code().unwrap_or(1));

@@ -51,8 +51,7 @@ impl TestDatabase {
 
     /// The database's URL with `parameters` (`key=value&…`) added to its own.
     pub fn url_with(&self, parameters: &str) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}{parameters}", self.url)
+        with_parameters(&self.url, parameters)
     }
 
     /// A connection pool on the test database (for assertions on rows).
@@ -90,6 +89,12 @@ impl Drop for TestDatabase {
             eprintln!("the test database {} could not be dropped", self.name);
         }
     }
+}
+
+/// `url` with `parameters` (`key=value&…`) added to the ones it has.
+pub fn with_parameters(url: &str, parameters: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameters}")
 }
 
 async fn drop_named(server_url: &str, name: &str) -> anyhow::Result<()> {
