@@ -6,9 +6,11 @@
 //!
 //! Sections (`BENCH_ONLY=execute,drain,rounds,latency,sqs,functions` picks some):
 //! - **execute**: `POST /agent/execute` (one-call path, a new thread each) at
-//!   `BENCH_LOAD_CLIENTS` (16) clients, p50/p99 and req/s; then pgbench running the
-//!   statements the execute ran before issue 11 (its SQL floor then) on the same database,
-//!   same clients.
+//!   `BENCH_LOAD_CLIENTS` (16) clients, p50/p99 and req/s; then the execute's SQL path
+//!   without HTTP (`support/store_path.rs`: the API's ceiling with today's statements);
+//!   each with the CPU it cost Postgres and its client per execute; then pgbench running
+//!   the statements the execute ran before issue 11 (its SQL floor then) on the same
+//!   database, same clients.
 //! - **drain**: one dispatcher draining a backlog — turns on threads whose sandboxes are
 //!   already running (`BENCH_DRAIN_TURNS` over `BENCH_DRAIN_THREADS`) at concurrency 8 and
 //!   32, and new threads (a sandbox each); graphile-worker (npm, installed into a scratch
@@ -40,6 +42,8 @@ mod pg_cpu;
 mod pgbench;
 #[path = "support/processes.rs"]
 mod processes;
+#[path = "support/store_path.rs"]
+mod store_path;
 
 use centaur_tests::binaries::binary;
 use centaur_tests::lambda_runtime::FakeLambdaRuntime;
@@ -180,12 +184,21 @@ async fn execute_figures(requests: usize, clients: usize) {
     println!("\n--- POST /agent/execute (one-call, a new thread each; API alone) ---");
     let mut processes = Processes::new(&[]).await.unwrap();
     let url = processes.database.url.clone();
+    let pool = processes.database.pool().await.unwrap();
     processes.start_api(&url).await.unwrap();
     let client = ApiClient::new(&processes.api_url);
     let warm = (0..100).map(|i| format!("warm-{i}")).collect();
     submit(&client, warm, clients).await;
+    let checkpointer = pg_cpu::checkpointer(&pool).await;
+    let api_pid = processes.api_pid();
+    let cpu = |client: Option<u32>| CpuReading {
+        server: checkpointer.and_then(pg_cpu::server_seconds),
+        client: client.and_then(pg_cpu::process_seconds),
+    };
+    let before = cpu(api_pid);
     let threads = (0..requests).map(|i| format!("load-{i}")).collect();
     let (histogram, elapsed, _) = submit(&client, threads, clients).await;
+    let api_cpu = cpu(api_pid).since(&before, requests);
     let rate = requests as f64 / elapsed.as_secs_f64();
     print_histogram(
         &format!("POST /agent/execute ({clients} clients, {requests} req)"),
@@ -193,6 +206,21 @@ async fn execute_figures(requests: usize, clients: usize) {
         "ms",
     );
     println!("{:<58} {rate:>8.1} req/s", "  accepted rate");
+    api_cpu.print("  CPU per execute", "api");
+    store_path::executes_per_second(&url, "warm", 100, clients)
+        .await
+        .unwrap();
+    let bench_pid = Some(std::process::id());
+    let before = cpu(bench_pid);
+    let store_rate = store_path::executes_per_second(&url, "load", requests, clients)
+        .await
+        .unwrap();
+    let store_cpu = cpu(bench_pid).since(&before, requests);
+    println!(
+        "{:<58} {store_rate:>8.1} executes/s",
+        format!("the execute's SQL path, no HTTP ({clients} tasks, {requests})")
+    );
+    store_cpu.print("  CPU per execute", "this process");
     match pgbench::run(&url, clients, 5) {
         Ok(floor) => {
             println!(
@@ -206,10 +234,49 @@ async fn execute_figures(requests: usize, clients: usize) {
                 "  API req/s ÷ that floor's tps",
                 rate / floor.tps
             );
+            println!(
+                "{:<58} {:>8.2}",
+                "  SQL path without HTTP ÷ that floor's tps",
+                store_rate / floor.tps
+            );
         }
         Err(err) => println!("pgbench floor: not measured ({err})"),
     }
     processes.stop().await.unwrap();
+}
+
+/// CPU used by the Postgres server and by its client process (`api`, or this one for the
+/// SQL path): seconds so far, or milliseconds per request ([`CpuReading::since`]); `None`
+/// when not readable here.
+struct CpuReading {
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+impl CpuReading {
+    /// Milliseconds of CPU per request between `before` and this reading.
+    fn since(&self, before: &CpuReading, requests: usize) -> CpuReading {
+        let per_request = |after: Option<f64>, before: Option<f64>| {
+            after
+                .zip(before)
+                .map(|(after, before)| (after - before) * 1000.0 / requests as f64)
+        };
+        CpuReading {
+            server: per_request(self.server, before.server),
+            client: per_request(self.client, before.client),
+        }
+    }
+
+    /// Prints a per-request reading under `label`, the client named `client`.
+    fn print(&self, label: &str, client: &str) {
+        let shown =
+            |ms: Option<f64>| ms.map_or("not readable".to_owned(), |ms| format!("{ms:.3} ms"));
+        println!(
+            "{label:<58} Postgres {}, {client} {}",
+            shown(self.server),
+            shown(self.client)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-//! The CPU time the Postgres server spent, read off `/proc`: the postmaster's own time, the
-//! time of the backends it has reaped (its children's time), and the time of its live
-//! children. A drain's share is the difference of two readings. It moves less than a rate
-//! with what else the machine runs (about ±15 % between runs of one build here, where the
-//! rate moved ±30 %), so it helps compare two builds on a noisy host. Only readable when
-//! the server runs on this machine (as the benchmark's does).
+//! The CPU time the Postgres server (or another process) spent, read off `/proc`. The
+//! server's is the postmaster's own time, the time of the backends it has reaped (its
+//! children's time), and the time of its live children. A drain's share is the difference
+//! of two readings. It moves less than a rate with what else the machine runs (about ±15 %
+//! between runs of one build here, where the rate moved ±30 %), so it helps compare two
+//! builds on a noisy host. Only readable when the server runs on this machine (as the
+//! benchmark's does).
 
 use procfs::process::{all_processes, Process};
 
@@ -31,4 +32,10 @@ pub fn server_seconds(checkpointer: i32) -> Option<f64> {
         }
     }
     Some(ticks as f64 / procfs::ticks_per_second() as f64)
+}
+
+/// Seconds of CPU process `pid` (all its threads) has used so far, if readable.
+pub fn process_seconds(pid: u32) -> Option<f64> {
+    let stat = Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }

@@ -126,6 +126,11 @@ impl Processes {
         .with_egress(LocalEgress::from_config(&config.sandbox)))
     }
 
+    /// The API's process id, once started.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.as_ref().map(ChildProcess::pid)
+    }
+
     /// Kills the dispatchers (SIGKILL); sandboxes and the API keep running.
     pub fn kill_dispatchers(&mut self) {
         for dispatcher in &mut self.dispatchers {
