@@ -207,6 +207,7 @@ async fn execute_figures(requests: usize, clients: usize) {
     );
     println!("{:<58} {rate:>8.1} req/s", "  accepted rate");
     api_cpu.print("  CPU per execute", "api");
+    print_executes_per_transaction(&pool, "load-%").await;
     store_path::executes_per_second(&url, "warm", 100, clients)
         .await
         .unwrap();
@@ -221,6 +222,7 @@ async fn execute_figures(requests: usize, clients: usize) {
         format!("the execute's SQL path, no HTTP ({clients} tasks, {requests})")
     );
     store_cpu.print("  CPU per execute", "this process");
+    print_executes_per_transaction(&pool, "store-load-%").await;
     match pgbench::run(&url, clients, 5) {
         Ok(floor) => {
             println!(
@@ -243,6 +245,24 @@ async fn execute_figures(requests: usize, clients: usize) {
         Err(err) => println!("pgbench floor: not measured ({err})"),
     }
     processes.stop().await.unwrap();
+}
+
+/// Prints how many executes of the threads matching `threads` (a LIKE pattern) a
+/// transaction wrote on average (the executions a transaction writes share its `now()`).
+async fn print_executes_per_transaction(pool: &sqlx::PgPool, threads: &str) {
+    let per_transaction: Option<f64> = sqlx::query_scalar(
+        "SELECT count(*)::float8 / NULLIF(count(DISTINCT created_at), 0)
+         FROM executions WHERE thread_key LIKE $1",
+    )
+    .bind(threads)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    println!(
+        "{:<58} {:>8.2}",
+        "  executes per transaction (group commit)",
+        per_transaction.unwrap_or(f64::NAN)
+    );
 }
 
 /// CPU used by the Postgres server and by its client process (`api`, or this one for the

@@ -206,6 +206,47 @@ mod tests {
         assert_eq!(replay["execution_id"], second["execution_id"]);
     }
 
+    #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+    async fn executes_sent_at_once_are_written_together_and_each_turn_carries_its_own_message(
+        pool: PgPool,
+    ) {
+        let client = std::sync::Arc::new(TestClient::new(router(test_state(pool.clone()))));
+        let sends = (0..40).map(|i| {
+            let client = client.clone();
+            async move {
+                let body = json!({"thread_key": format!("t{}", i % 8), "message": format!("m{i}")});
+                client
+                    .post("/agent/execute", &Caller::LocalOperator, &body)
+                    .await
+            }
+        });
+        for (status, body) in futures::future::join_all(sends).await {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        let carried: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT x.thread_key, count(m.id) FROM executions x
+             LEFT JOIN messages m ON m.delivered_execution_id = x.execution_id
+             GROUP BY x.execution_id, x.thread_key",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(carried.len(), 40);
+        assert!(
+            carried.iter().all(|(_, messages)| *messages == 1),
+            "{carried:?}"
+        );
+        let transactions: i64 =
+            sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM executions")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(
+            transactions < 40,
+            "executes that arrived together shared transactions ({transactions} for 40)"
+        );
+    }
+
     fn execute_body(thread: &str, generation: i64) -> Value {
         json!({"thread_key": thread, "assignment_generation": generation, "delivery": {"platform": "dev"}})
     }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod execute_batch;
 pub mod extract;
 pub mod openapi;
 pub mod peer_uid;

@@ -2,6 +2,7 @@
 //! the schema check and the service-key bootstrap run once, before the first request that
 //! needs the database ([`AppState::prepare`]).
 
+use crate::execute_batch::ExecuteBatcher;
 use centaur_auth::api_key;
 use centaur_config::{ApiConfig, ConfigError, Env};
 use centaur_queue::{PostgresQueue, Queue};
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Wakes event streams when their thread gets an event (one listener per process).
     pub event_wakeups: EventWakeups,
     pub config: Arc<ApiConfig>,
+    /// Writes the process's executes, together when they arrive together.
+    pub executes: ExecuteBatcher,
     /// Set once the schema was found current and the service keys bootstrapped.
     prepared: Arc<tokio::sync::OnceCell<()>>,
 }
@@ -62,6 +65,7 @@ impl AppState {
             queue,
             event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
+            executes: ExecuteBatcher::default(),
             prepared: Arc::default(),
         })
     }
@@ -73,6 +77,7 @@ impl AppState {
             pool,
             event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
+            executes: ExecuteBatcher::default(),
             prepared: Arc::default(),
         }
     }

@@ -5,12 +5,13 @@ use crate::state::AppState;
 use centaur_core::api::ExecuteResponse;
 use centaur_queue::QueueMessage;
 use centaur_store::assignments::WorkspaceChoice;
-use centaur_store::executions::{self, NewExecution};
+use centaur_store::executions::NewExecution;
 use centaur_store::TurnError;
 
 /// Creates the execution — on the one-call path also attaching to (or creating) the
-/// thread's assignment and storing its first message, all in one transaction, so the turn
-/// is durable when this returns. On the Postgres queue the queue message and its NOTIFY
+/// thread's assignment and storing its first message, all in one transaction (shared with
+/// the executes that arrive at the same time: [`crate::execute_batch`]), so the turn is
+/// durable when this returns. On the Postgres queue the queue message and its NOTIFY
 /// are written in that same transaction (one commit); on SQS the wake-up is sent after it
 /// (a lost send is repaired by the dispatcher's sweep). Returns the 202 answer and whether a
 /// new execution was created (false for an idempotent replay, which is not enqueued again).
@@ -20,14 +21,16 @@ pub async fn execute(
     workspace: &WorkspaceChoice,
 ) -> Result<(ExecuteResponse, bool), TurnError> {
     let in_database = state.queue.in_database();
-    let (response, created) = executions::create_and_enqueue(
-        &state.pool,
-        request,
-        state.config.sandbox.default_harness,
-        workspace,
-        in_database.then_some(centaur_queue::postgres::CHANNEL),
-    )
-    .await?;
+    let (response, created) = state
+        .executes
+        .execute(
+            &state.pool,
+            request,
+            workspace,
+            state.config.sandbox.default_harness,
+            in_database.then_some(centaur_queue::postgres::CHANNEL),
+        )
+        .await?;
     if created && !in_database {
         let message = QueueMessage {
             execution_id: response.execution_id.clone(),

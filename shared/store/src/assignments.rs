@@ -38,6 +38,23 @@ pub struct WorkspaceChoice {
     pub agents_md_override: Option<String>,
 }
 
+/// Takes the serialisation locks of `thread_keys` for the rest of the transaction, in one
+/// statement and always in the same order (so two batches never wait on each other in a
+/// cycle); the same locks as [`lock_thread`].
+pub async fn lock_threads(
+    conn: &mut PgConnection,
+    thread_keys: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(k))
+         FROM (SELECT DISTINCT hashtext(t) AS k FROM unnest($1::text[]) AS t ORDER BY k) AS keys",
+    )
+    .bind(thread_keys)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Takes the thread's serialisation lock for the rest of the transaction.
 pub async fn lock_thread(conn: &mut PgConnection, thread_key: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

@@ -55,7 +55,7 @@ pub fn insert_cte(name: &str, source: &str) -> String {
                     c.last_seq - r.of_thread + r.nth
              FROM {name}_rows r JOIN {name}_counters c USING (thread_key)
              ORDER BY r.ord
-             RETURNING event_id)"
+             RETURNING event_id, thread_key)"
     )
 }
 

@@ -1,14 +1,15 @@
-//! The execute's own SQL path without HTTP: `clients` tasks in this process call
-//! `centaur_store::executions::create_and_enqueue` — the function `POST /agent/execute`
-//! runs — for one-call executes on new threads, on a pool of the API's default size, with
-//! the API's background wake-up sender. What the API would do if its HTTP layer cost
-//! nothing: the ceiling of the API's rate with today's statements.
+//! The execute's own SQL path without HTTP: `clients` tasks in this process hand one-call
+//! executes on new threads to an `ExecuteBatcher` — what `POST /agent/execute` runs — on
+//! a pool of the API's default size, with the API's background wake-up sender. What the
+//! API would do if its HTTP layer cost nothing: the ceiling of the API's rate with today's
+//! statements.
 
 use centaur_core::api::Delivery;
 use centaur_core::harness::Harness;
+use centaur_http::execute_batch::ExecuteBatcher;
 use centaur_store::assignments::WorkspaceChoice;
 use centaur_store::audit::Actor;
-use centaur_store::executions::{create_and_enqueue, NewExecution};
+use centaur_store::executions::NewExecution;
 use centaur_store::messages::NewMessage;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,10 +30,16 @@ pub async fn executes_per_second(
         .connect(database_url)
         .await?;
     centaur_store::wakeups::announce_in_background(pool.clone());
+    let batcher = ExecuteBatcher::default();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks = (0..clients).map(|_| {
-        let (pool, next, label) = (pool.clone(), next.clone(), label.to_owned());
+        let (pool, next, label, batcher) = (
+            pool.clone(),
+            next.clone(),
+            label.to_owned(),
+            batcher.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -50,14 +57,15 @@ pub async fn executes_per_second(
                     harness: None,
                     actor: Actor::local_operator(Some("127.0.0.1:1".to_owned())),
                 };
-                create_and_enqueue(
-                    &pool,
-                    &request,
-                    Harness::Echo,
-                    &WorkspaceChoice::default(),
-                    Some(centaur_queue::postgres::CHANNEL),
-                )
-                .await?;
+                batcher
+                    .execute(
+                        &pool,
+                        &request,
+                        &WorkspaceChoice::default(),
+                        Harness::Echo,
+                        Some(centaur_queue::postgres::CHANNEL),
+                    )
+                    .await?;
             }
         })
     });
