@@ -125,6 +125,7 @@ pub async fn create_and_enqueue(
             Err(StoreError::Corrupt("a batch of one execute answered nothing".to_owned()).into())
         }),
         Batch::NothingPending => Err(TurnError::NoPendingMessages(request.thread_key.clone())),
+        Batch::CommitFailed(err) => Err(err.into()),
     }
 }
 
@@ -137,8 +138,10 @@ pub async fn create_and_enqueue(
 /// round trips), so executes that arrive together are written together (group commit).
 ///
 /// Answers in the order of `calls`. A refused execute (a 409) does not hold the others
-/// back. When the write fails for the batch (a database error, or a thread with nothing to
-/// run), each execute is tried again on its own, so each gets its own answer. Thread keys
+/// back. When the write fails for the batch before its commit (a database error, or a
+/// thread with nothing to run), each execute is tried again on its own, so each gets its
+/// own answer; when the commit itself fails, each answers that failure (503), as one
+/// execute alone would, and none is written again. Thread keys
 /// should be distinct (the caller's batcher keeps a thread's executes in order); repeated
 /// ones are written one after another.
 pub async fn create_and_enqueue_many(
@@ -157,6 +160,19 @@ pub async fn create_and_enqueue_many(
         match write_batch(pool, calls, default_harness, queue_channel).await {
             Ok(Batch::Written(outcomes)) => return outcomes,
             Ok(Batch::NothingPending) => {}
+            // The batch may have committed: writing it again could run a turn twice.
+            Ok(Batch::CommitFailed(err)) => {
+                tracing::warn!(%err, executes = calls.len(), "the commit of a batch of executes failed");
+                return calls
+                    .iter()
+                    .map(|_| {
+                        Err(sqlx::Error::Io(std::io::Error::other(format!(
+                            "the commit of this execute's transaction failed: {err}"
+                        )))
+                        .into())
+                    })
+                    .collect();
+            }
             Err(err) => {
                 tracing::warn!(%err, executes = calls.len(), "a batch of executes failed; writing each on its own")
             }
@@ -184,6 +200,8 @@ enum Batch {
     Written(Vec<ExecuteOutcome>),
     /// Rolled back: an execute had no message to carry.
     NothingPending,
+    /// The commit failed: whether it took effect is unknown.
+    CommitFailed(sqlx::Error),
 }
 
 /// What one execute of a batch does, decided from its read ([`plan`]).
@@ -399,7 +417,9 @@ async fn write_batch(
             return Ok(Batch::NothingPending);
         }
     }
-    tx.commit().await?;
+    if let Err(err) = tx.commit().await {
+        return Ok(Batch::CommitFailed(err));
+    }
     let written_threads: Vec<&str> = turns
         .iter()
         .map(|turn| turn.call.request.thread_key.as_str())
