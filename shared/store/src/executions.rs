@@ -141,9 +141,9 @@ pub async fn create_and_enqueue(
 /// back. When the write fails for the batch before its commit (a database error, or a
 /// thread with nothing to run), each execute is tried again on its own, so each gets its
 /// own answer; when the commit itself fails, each answers that failure (503), as one
-/// execute alone would, and none is written again. Thread keys
-/// should be distinct (the caller's batcher keeps a thread's executes in order); repeated
-/// ones are written one after another.
+/// execute alone would, and none is written again. Thread keys should be distinct (the
+/// caller's batcher keeps a thread's executes in order); repeated ones are written one
+/// after another.
 pub async fn create_and_enqueue_many(
     pool: &PgPool,
     calls: &[ExecuteCall<'_>],
