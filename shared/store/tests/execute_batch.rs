@@ -48,6 +48,19 @@ async fn write_together(pool: &PgPool, requests: &[NewExecution]) -> Vec<Result<
         .collect()
 }
 
+/// A one-call execute on `thread`, written on its own (the thread's first turn).
+async fn written_alone(pool: &PgPool, thread: &str) {
+    create_and_enqueue(
+        pool,
+        &one_call(thread, "first"),
+        Harness::Codex,
+        &WorkspaceChoice::default(),
+        QUEUE,
+    )
+    .await
+    .unwrap();
+}
+
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -104,15 +117,7 @@ async fn executes_on_new_threads_written_together_each_get_their_thread_rows(poo
 
 #[sqlx::test(migrator = "centaur_store::MIGRATOR")]
 async fn a_refused_execute_does_not_hold_back_the_others_of_its_batch(pool: PgPool) {
-    create_and_enqueue(
-        &pool,
-        &one_call("busy", "first"),
-        Harness::Codex,
-        &WorkspaceChoice::default(),
-        QUEUE,
-    )
-    .await
-    .unwrap();
+    written_alone(&pool, "busy").await;
     let mut stale = one_call("busy", "second");
     stale.first_message = None;
     stale.assignment_generation = Some(7);
@@ -169,15 +174,7 @@ async fn a_keyed_execute_replays_inside_a_batch_and_is_written_once(pool: PgPool
 async fn a_thread_with_nothing_to_run_is_told_so_and_the_rest_of_its_batch_is_written(
     pool: PgPool,
 ) {
-    create_and_enqueue(
-        &pool,
-        &one_call("done", "first"),
-        Harness::Codex,
-        &WorkspaceChoice::default(),
-        QUEUE,
-    )
-    .await
-    .unwrap();
+    written_alone(&pool, "done").await;
     let mut nothing_new = one_call("done", "again");
     nothing_new.first_message = None;
     let answers = write_together(&pool, &[one_call("fresh", "hi"), nothing_new]).await;
