@@ -28,8 +28,9 @@ pub const IN_FLIGHT: usize = 2;
 pub const MAX_BATCH: usize = 32;
 
 /// The process's execute writer; cheap to clone (clones share one collector).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ExecuteBatcher {
+    writer: Writer,
     collector: Arc<OnceLock<mpsc::UnboundedSender<Call>>>,
 }
 
@@ -49,26 +50,35 @@ struct Writer {
 }
 
 impl ExecuteBatcher {
-    /// Writes `request` (with the batch it joins) as
-    /// [`executions::create_and_enqueue`] would, and answers once its transaction
-    /// committed. The first call starts the collector on the current runtime with
-    /// `pool`, `default_harness` and `queue_channel`, which every later call shares.
-    pub async fn execute(
-        &self,
-        pool: &PgPool,
-        request: &NewExecution,
-        workspace: &WorkspaceChoice,
+    /// A writer of executes on `pool`, with `default_harness` for new assignments and,
+    /// on the Postgres queue, its channel (`queue_channel`: the queue row is written with
+    /// the execution). Nothing runs until the first execute.
+    pub fn new(
+        pool: PgPool,
         default_harness: Harness,
         queue_channel: Option<&'static str>,
+    ) -> Self {
+        Self {
+            writer: Writer {
+                pool,
+                default_harness,
+                queue_channel,
+            },
+            collector: Arc::default(),
+        }
+    }
+
+    /// Writes `request` (with the batch it joins) as
+    /// [`executions::create_and_enqueue`] would, and answers once its transaction
+    /// committed. The first call starts the collector on the current runtime.
+    pub async fn execute(
+        &self,
+        request: &NewExecution,
+        workspace: &WorkspaceChoice,
     ) -> ExecuteOutcome {
         let collector = self.collector.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let writer = Writer {
-                pool: pool.clone(),
-                default_harness,
-                queue_channel,
-            };
-            tokio::spawn(collect(writer, receiver));
+            tokio::spawn(collect(self.writer.clone(), receiver));
             sender
         });
         let (reply, answer) = oneshot::channel();
@@ -79,12 +89,13 @@ impl ExecuteBatcher {
         };
         if collector.send(call).is_err() {
             // The collector's runtime is gone (a test's): write it here.
+            let writer = &self.writer;
             return executions::create_and_enqueue(
-                pool,
+                &writer.pool,
                 request,
-                default_harness,
+                writer.default_harness,
                 workspace,
-                queue_channel,
+                writer.queue_channel,
             )
             .await;
         }

@@ -60,24 +60,30 @@ impl AppState {
         let pool =
             centaur_store::connect_lazy(&config.database.url, config.database.max_connections)?;
         let queue = centaur_queue::from_config(&config.queue, pool.clone()).await?;
-        Ok(Self {
-            pool,
-            queue,
-            event_wakeups: EventWakeups::default(),
-            config: Arc::new(config),
-            executes: ExecuteBatcher::default(),
-            prepared: Arc::default(),
-        })
+        Ok(Self::assemble(pool, queue, config))
     }
 
     /// State over an existing pool with the Postgres queue (tests).
     pub fn new(pool: PgPool, config: ApiConfig) -> Self {
+        let queue = Arc::new(PostgresQueue::new(pool.clone()));
+        Self::assemble(pool, queue, config)
+    }
+
+    fn assemble(pool: PgPool, queue: Arc<dyn Queue>, config: ApiConfig) -> Self {
+        // On the Postgres queue an execute writes its queue row itself.
+        let queue_channel = queue
+            .in_database()
+            .then_some(centaur_queue::postgres::CHANNEL);
         Self {
-            queue: Arc::new(PostgresQueue::new(pool.clone())),
+            executes: ExecuteBatcher::new(
+                pool.clone(),
+                config.sandbox.default_harness,
+                queue_channel,
+            ),
             pool,
+            queue,
             event_wakeups: EventWakeups::default(),
             config: Arc::new(config),
-            executes: ExecuteBatcher::default(),
             prepared: Arc::default(),
         }
     }

@@ -21,16 +21,7 @@ pub async fn execute(
     workspace: &WorkspaceChoice,
 ) -> Result<(ExecuteResponse, bool), TurnError> {
     let in_database = state.queue.in_database();
-    let (response, created) = state
-        .executes
-        .execute(
-            &state.pool,
-            request,
-            workspace,
-            state.config.sandbox.default_harness,
-            in_database.then_some(centaur_queue::postgres::CHANNEL),
-        )
-        .await?;
+    let (response, created) = state.executes.execute(request, workspace).await?;
     if created && !in_database {
         let message = QueueMessage {
             execution_id: response.execution_id.clone(),

@@ -30,16 +30,15 @@ pub async fn executes_per_second(
         .connect(database_url)
         .await?;
     centaur_store::wakeups::announce_in_background(pool.clone());
-    let batcher = ExecuteBatcher::default();
+    let batcher = ExecuteBatcher::new(
+        pool.clone(),
+        Harness::Echo,
+        Some(centaur_queue::postgres::CHANNEL),
+    );
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks = (0..clients).map(|_| {
-        let (pool, next, label, batcher) = (
-            pool.clone(),
-            next.clone(),
-            label.to_owned(),
-            batcher.clone(),
-        );
+        let (next, label, batcher) = (next.clone(), label.to_owned(), batcher.clone());
         tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -58,13 +57,7 @@ pub async fn executes_per_second(
                     actor: Actor::local_operator(Some("127.0.0.1:1".to_owned())),
                 };
                 batcher
-                    .execute(
-                        &pool,
-                        &request,
-                        &WorkspaceChoice::default(),
-                        Harness::Echo,
-                        Some(centaur_queue::postgres::CHANNEL),
-                    )
+                    .execute(&request, &WorkspaceChoice::default())
                     .await?;
             }
         })
