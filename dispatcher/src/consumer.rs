@@ -1,10 +1,11 @@
 //! The queue consumer: receive wake-ups and, for each, claim and drive the execution in a
 //! task holding one of the process's slots.
 
+use crate::batches::Claim;
 use crate::executor::{self, THREAD_BUSY_DELAY};
 use crate::Dispatcher;
 use centaur_queue::Delivery;
-use centaur_store::dispatch::{self, ClaimOutcome, ClaimedExecution};
+use centaur_store::dispatch::{ClaimOutcome, ClaimedExecution, ExecutionRef};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -13,29 +14,23 @@ use tracing::Instrument;
 /// Most messages taken off the queue at once (SQS's maximum).
 const RECEIVE_BATCH: usize = 10;
 
-/// Claims `execution_id` for this process (unless it already drives it); `receipt` is
-/// the queue message that woke the claim, if any.
+/// Claims `execution` (an id and its thread) for this process, with the batch of claims
+/// it joins, unless it already drives it; `receipt` is the queue message that woke the
+/// claim, if any.
 pub async fn claim(
     dispatcher: &Dispatcher,
-    execution_id: &str,
+    execution: &ExecutionRef,
     receipt: Option<&str>,
 ) -> Option<Result<ClaimOutcome, centaur_store::StoreError>> {
-    if dispatcher.is_running_here(execution_id) {
+    if dispatcher.is_running_here(&execution.execution_id) {
         return None;
     }
-    let config = &dispatcher.config;
-    Some(
-        dispatch::claim(
-            &dispatcher.pool,
-            execution_id,
-            &config.worker_id,
-            receipt,
-            config.lease,
-            config.silence_timeout,
-            config.hard_timeout,
-        )
-        .await,
-    )
+    let claim = Claim {
+        execution_id: execution.execution_id.clone(),
+        thread_key: execution.thread_key.clone(),
+        receipt: receipt.map(str::to_owned),
+    };
+    Some(dispatcher.batches.claim(claim).await)
 }
 
 /// Starts a driver for a claimed execution on its own task, holding one slot. The driver
@@ -70,8 +65,11 @@ async fn handle(
         },
     };
     let queue = &dispatcher.queue;
-    let execution_id = delivery.message.execution_id.as_str();
-    let outcome = match claim(&dispatcher, execution_id, Some(&delivery.receipt)).await {
+    let execution = ExecutionRef {
+        execution_id: delivery.message.execution_id.clone(),
+        thread_key: delivery.message.thread_key.clone(),
+    };
+    let outcome = match claim(&dispatcher, &execution, Some(&delivery.receipt)).await {
         None => return,
         Some(outcome) => outcome,
     };

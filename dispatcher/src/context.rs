@@ -1,5 +1,6 @@
 //! The dispatcher's long-lived dependencies, built once at start-up.
 
+use crate::batches::Batches;
 use centaur_config::DispatcherConfig;
 use centaur_queue::Queue;
 use centaur_sandbox::SandboxBackend;
@@ -14,6 +15,8 @@ pub struct Dispatcher {
     pub queue: Arc<dyn Queue>,
     pub backend: Arc<dyn SandboxBackend>,
     pub config: DispatcherConfig,
+    /// The claim and end writers (group commit).
+    pub batches: Batches,
     /// One permit per execution this process may run at once.
     pub slots: Arc<Semaphore>,
     /// Woken whenever this process finishes driving an execution: its outbox row may be
@@ -31,7 +34,9 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(config.concurrency));
+        let batches = Batches::new(&pool, &config);
         Arc::new(Self {
+            batches,
             pool,
             queue,
             backend,

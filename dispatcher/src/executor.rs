@@ -5,6 +5,7 @@
 //! the result of each effect, the sandbox's lines, heartbeats, timers) and carries out the
 //! effects it returns.
 
+use crate::batches::End;
 use crate::{sandboxes, transcript};
 use crate::{DispatchError, Dispatcher};
 use centaur_core::turn::{
@@ -614,10 +615,17 @@ impl<'a> Driver<'a> {
             session_sandbox_id,
             queue,
         };
-        match dispatch::finish(&self.dispatcher.pool, &self.lease, &end).await {
+        let (reason, error_text) = (end.reason, end.error_text.clone());
+        let (session_in_finish, released_in_finish) =
+            (end.session_sandbox_id.is_some(), end.queue.is_some());
+        let end = End {
+            holder: self.lease.clone(),
+            finish: end,
+        };
+        match self.dispatcher.batches.finish(end).await {
             Ok(finished) if finished.written => {
-                self.session_in_finish = end.session_sandbox_id.is_some();
-                self.released_in_finish = end.queue.is_some();
+                self.session_in_finish = session_in_finish;
+                self.released_in_finish = released_in_finish;
                 if finished.woke_next {
                     tracing::debug!("woke the thread's next turn");
                 }
@@ -625,13 +633,13 @@ impl<'a> Driver<'a> {
                     "centaur_executions_finished_total",
                     "harness" => execution.harness.clone(),
                     "status" => status.as_str(),
-                    "reason" => end.reason.as_str(),
+                    "reason" => reason.as_str(),
                 )
                 .increment(1);
                 tracing::info!(
                     status = status.as_str(),
-                    reason = end.reason.as_str(),
-                    error_text = end.error_text.as_deref(),
+                    reason = reason.as_str(),
+                    error_text = error_text.as_deref(),
                     "execution finished"
                 );
                 Input::Finished

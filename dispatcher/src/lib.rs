@@ -4,6 +4,7 @@
 //! wake-ups, keep the warm pool, reap idle sandboxes and collect orphans; the delivery loop
 //! posts final answers to Slack.
 
+pub mod batches;
 pub mod consumer;
 pub mod context;
 pub mod delivery;

@@ -29,7 +29,7 @@ const BATCH: i64 = 100;
 pub async fn recover_expired_leases(dispatcher: &Arc<Dispatcher>) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for expired in dispatch::expired_leases(&dispatcher.pool, BATCH).await? {
-        match claim(dispatcher, &expired.execution_id, None).await {
+        match claim(dispatcher, &expired, None).await {
             Some(Ok(ClaimOutcome::Claimed(execution))) => {
                 tracing::info!(execution_id = %expired.execution_id, thread_key = %expired.thread_key, "recovered an expired lease");
                 recovered += 1;

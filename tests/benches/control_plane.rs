@@ -170,6 +170,26 @@ async fn rows_rate(pool: &sqlx::PgPool, after_seq: i64) -> f64 {
     count as f64 / seconds.unwrap_or(f64::NAN)
 }
 
+/// Prints how many claims and how many ends of the executions after `after_seq` one
+/// statement made on average (the rows a statement writes share its `now()`).
+async fn print_turns_per_statement(pool: &sqlx::PgPool, after_seq: i64) {
+    let (claims, ends): (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT count(*)::float8 / NULLIF(count(DISTINCT claimed_at), 0),
+                count(*)::float8 / NULLIF(count(DISTINCT completed_at), 0)
+         FROM executions WHERE seq > $1",
+    )
+    .bind(after_seq)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    println!(
+        "{:<58} {:>8.2}  (ends {:.2})",
+        "  claims per statement (group commit)",
+        claims.unwrap_or(f64::NAN),
+        ends.unwrap_or(f64::NAN)
+    );
+}
+
 async fn max_seq(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM executions")
         .fetch_one(pool)
@@ -350,6 +370,7 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain
         format!("drain, reused sandboxes ({turns} turns / {threads} threads), c={concurrency}"),
         turns as f64 / wall.as_secs_f64(),
     );
+    print_turns_per_statement(&pool, after).await;
     report_failures(&pool).await;
     processes.stop().await.unwrap();
     Drain {

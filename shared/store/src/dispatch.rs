@@ -127,23 +127,8 @@ fn secs(duration: Duration) -> f64 {
 /// Claims `execution_id` for `worker_id`: `queued|retry_wait`, or `running|cancel_requested`
 /// whose lease expired. Refused while an older execution of the same thread is unfinished
 /// (or another one runs). `receipt` is the queue message that woke this claim (`None` for
-/// a reclaim by the recovery loop, which then adopts the stored one).
-///
-/// One statement: the claim, its `execution_state` event, and what the turn needs to
-/// start (the thread's repository, its live sandbox session, the sandbox of its previous
-/// turn). Two claims of one thread cannot both win without a lock: only the thread's
-/// oldest unfinished execution is claimable, and that one row is taken by one of them
-/// (the loser re-reads it and finds it running); a stale view of an older execution only
-/// defers a claim, never lets two run. The check reads only the thread's unfinished
-/// executions older than this one (index `executions_unfinished`) and its running one
-/// (index `executions_running`), whatever its history and however many turns wait behind.
-///
-/// A turn never sent whose thread has a live sandbox session of its harness is started in
-/// that sandbox by the same statement, as [`start_turn`] would
-/// ([`ClaimedExecution::started_in`]): the sandbox and the moment the turn is sent, the
-/// `execution_started` event and the turn's messages. The dispatcher still checks that the
-/// sandbox lives before it writes the turn; if it does not, the turn is started again in
-/// the sandbox it gets instead (a second `execution_started`).
+/// a reclaim by the recovery loop, which then adopts the stored one). A batch of one
+/// [`claim_many`].
 pub async fn claim(
     pool: &PgPool,
     execution_id: &str,
@@ -153,6 +138,88 @@ pub async fn claim(
     silence: Duration,
     hard: Duration,
 ) -> Result<ClaimOutcome, StoreError> {
+    let terms = ClaimTerms {
+        worker_id,
+        lease,
+        silence,
+        hard,
+    };
+    let call = ClaimCall {
+        execution_id,
+        receipt,
+    };
+    claim_many(pool, &terms, &[call])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
+}
+
+/// What every claim of a worker is made with: the claimer and its lease, silence and hard
+/// timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms<'a> {
+    pub worker_id: &'a str,
+    pub lease: Duration,
+    pub silence: Duration,
+    pub hard: Duration,
+}
+
+/// One claim of a batch: the execution and the queue message that woke it, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimCall<'a> {
+    pub execution_id: &'a str,
+    pub receipt: Option<&'a str>,
+}
+
+/// Claims each of `calls` (distinct executions, of distinct threads) as [`claim`] would,
+/// in one statement, and answers each in order. If the statement fails for several, each
+/// is tried again alone, so each gets its own answer.
+///
+/// One statement: the claims, their `execution_state` events, and what each turn needs to
+/// start (the thread's repository, its live sandbox session, the sandbox of its previous
+/// turn). Two claims of one thread cannot both win without a lock: only the thread's
+/// oldest unfinished execution is claimable, and that one row is taken by one of them
+/// (the loser re-reads it and finds it running); a stale view of an older execution only
+/// defers a claim, never lets two run. The check reads only the thread's unfinished
+/// executions older than the claimed one (index `executions_unfinished`) and its running
+/// one (index `executions_running`), whatever its history and however many turns wait
+/// behind.
+///
+/// A turn never sent whose thread has a live sandbox session of its harness is started in
+/// that sandbox by the same statement, as [`start_turn`] would
+/// ([`ClaimedExecution::started_in`]): the sandbox and the moment the turn is sent, the
+/// `execution_started` event and the turn's messages. The dispatcher still checks that the
+/// sandbox lives before it writes the turn; if it does not, the turn is started again in
+/// the sandbox it gets instead (a second `execution_started`).
+pub async fn claim_many(
+    pool: &PgPool,
+    terms: &ClaimTerms<'_>,
+    calls: &[ClaimCall<'_>],
+) -> Vec<Result<ClaimOutcome, StoreError>> {
+    match claim_together(pool, terms, calls).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(err) if calls.len() <= 1 => vec![Err(err)],
+        Err(err) => {
+            tracing::warn!(%err, claims = calls.len(), "a batch of claims failed; claiming each alone");
+            let mut outcomes = Vec::with_capacity(calls.len());
+            for call in calls {
+                let alone = claim_together(pool, terms, std::slice::from_ref(call)).await;
+                outcomes.push(alone.and_then(|mut one| {
+                    one.pop()
+                        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+                }));
+            }
+            outcomes
+        }
+    }
+}
+
+/// [`claim_many`]'s statement.
+async fn claim_together(
+    pool: &PgPool,
+    terms: &ClaimTerms<'_>,
+    calls: &[ClaimCall<'_>],
+) -> Result<Vec<ClaimOutcome>, StoreError> {
     let trail = events::insert_cte(
         "trail",
         &format!(
@@ -172,9 +239,16 @@ pub async fn claim(
     );
     let blocked = blocked_cte();
     let session = LIVE_SESSION_OF_UNSENT_TURN;
-    let row = sqlx::query(&format!(
-        "WITH target AS (
-             SELECT execution_id, thread_key, seq, status FROM executions WHERE execution_id = $1),
+    let messages = turn_messages("c.execution_id");
+    let ids: Vec<&str> = calls.iter().map(|call| call.execution_id).collect();
+    let receipts: Vec<Option<&str>> = calls.iter().map(|call| call.receipt).collect();
+    let rows = sqlx::query(&format!(
+        "WITH wanted AS (
+             SELECT execution_id, receipt, n
+             FROM unnest($1::text[], $6::text[]) WITH ORDINALITY AS u(execution_id, receipt, n)),
+         target AS (
+             SELECT e.execution_id, e.thread_key, e.seq, e.status
+             FROM executions e JOIN wanted w USING (execution_id)),
          {blocked},
          claimed AS (
              UPDATE executions SET
@@ -187,23 +261,30 @@ pub async fn claim(
                  silence_deadline_at = now() + make_interval(secs => $4),
                  hard_deadline_at = COALESCE(hard_deadline_at, now() + make_interval(secs => $5)),
                  attempt = attempt + 1,
-                 queue_receipt = COALESCE($6, queue_receipt),
+                 queue_receipt = COALESCE(w.receipt, queue_receipt),
                  sandbox_id = COALESCE({session}, sandbox_id),
                  turn_sent_at = CASE WHEN {session} IS NULL THEN turn_sent_at ELSE now() END,
                  updated_at = now()
-             WHERE execution_id = $1
-               AND (status IN ('queued','retry_wait')
-                    OR (status IN {ACTIVE} AND lease_expires_at < now()))
-               AND NOT (SELECT blocked FROM blocked)
-             RETURNING execution_id, thread_key, harness, status, worker_id, attempt, sandbox_id,
-                       turn_sent_at, created_at, claimed_at, hard_deadline_at, delivery,
-                       assignment_generation, queue_receipt, seq,
+             FROM wanted w, blocked b
+             WHERE executions.execution_id = w.execution_id AND b.execution_id = w.execution_id
+               AND NOT b.blocked
+               AND (executions.status IN ('queued','retry_wait')
+                    OR (executions.status IN {ACTIVE} AND executions.lease_expires_at < now()))
+             RETURNING executions.execution_id, executions.thread_key, executions.harness,
+                       executions.status, executions.worker_id, executions.attempt,
+                       executions.sandbox_id, executions.turn_sent_at, executions.created_at,
+                       executions.claimed_at, executions.hard_deadline_at, executions.delivery,
+                       executions.assignment_generation, executions.queue_receipt,
+                       executions.seq,
                        -- Both are this statement's now() only when it started the turn.
-                       COALESCE(turn_sent_at = claimed_at, false) AS started_now,
-                       GREATEST(0, floor(extract(epoch FROM claimed_at - created_at) * 1000))::bigint
+                       COALESCE(executions.turn_sent_at = executions.claimed_at, false)
+                           AS started_now,
+                       GREATEST(0, floor(extract(epoch FROM
+                           executions.claimed_at - executions.created_at) * 1000))::bigint
                            AS queue_delay_ms),
          {trail}
-         SELECT t.status AS found_status, b.blocked, c.execution_id IS NOT NULL AS won,
+         SELECT t.status AS found_status, COALESCE(b.blocked, false) AS blocked,
+                c.execution_id IS NOT NULL AS won,
                 c.execution_id, c.thread_key, c.harness, c.status, c.worker_id, c.attempt,
                 c.sandbox_id, c.turn_sent_at, c.created_at, c.claimed_at, c.hard_deadline_at,
                 c.delivery, c.assignment_generation, c.queue_receipt, a.repo, a.agents_md_override,
@@ -214,26 +295,44 @@ pub async fn claim(
                    AND p.sandbox_id IS NOT NULL AND p.turn_sent_at IS NOT NULL
                  ORDER BY p.seq DESC LIMIT 1) AS previous_sandbox_id,
                 CASE WHEN c.started_now THEN c.sandbox_id END AS started_in,
-                CASE WHEN c.started_now THEN {TURN_MESSAGES} END AS start_messages
-         FROM blocked b
-         LEFT JOIN target t ON true
-         LEFT JOIN claimed c ON true
+                CASE WHEN c.started_now THEN {messages} END AS start_messages
+         FROM wanted w
+         LEFT JOIN target t ON t.execution_id = w.execution_id
+         LEFT JOIN blocked b ON b.execution_id = w.execution_id
+         LEFT JOIN claimed c ON c.execution_id = w.execution_id
          LEFT JOIN runtime_assignments a
            ON a.thread_key = c.thread_key AND a.assignment_generation = c.assignment_generation
-         LEFT JOIN sandbox_sessions s ON s.thread_key = c.thread_key AND s.state = 'live'"
+         LEFT JOIN sandbox_sessions s ON s.thread_key = c.thread_key AND s.state = 'live'
+         ORDER BY w.n"
     ))
-    .bind(execution_id)
-    .bind(worker_id)
-    .bind(secs(lease))
-    .bind(secs(silence))
-    .bind(secs(hard))
-    .bind(receipt)
-    .fetch_one(pool)
+    .bind(&ids)
+    .bind(terms.worker_id)
+    .bind(secs(terms.lease))
+    .bind(secs(terms.silence))
+    .bind(secs(terms.hard))
+    .bind(&receipts)
+    .fetch_all(pool)
     .await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut woke: Vec<String> = Vec::new();
+    for row in &rows {
+        let outcome = claim_outcome(row)?;
+        if let ClaimOutcome::Claimed(claimed) = &outcome {
+            woke.push(claimed.thread_key.clone());
+        }
+        outcomes.push(outcome);
+    }
+    let threads: Vec<&str> = woke.iter().map(String::as_str).collect();
+    wakeups::announce(pool, &threads, None).await;
+    Ok(outcomes)
+}
+
+/// What one row of the claim statement says of its claim.
+fn claim_outcome(row: &sqlx::postgres::PgRow) -> Result<ClaimOutcome, StoreError> {
     if row.try_get::<bool, _>("won")? {
-        let claimed = ClaimedExecution::from_row(&row)?;
-        wakeups::announce(pool, &[&claimed.thread_key], None).await;
-        return Ok(ClaimOutcome::Claimed(Box::new(claimed)));
+        return Ok(ClaimOutcome::Claimed(Box::new(ClaimedExecution::from_row(
+            row,
+        )?)));
     }
     let found: Option<ExecutionStatus> =
         optional_column("executions.status", row.try_get("found_status")?)?;
@@ -255,27 +354,34 @@ const LIVE_SESSION_OF_UNSENT_TURN: &str = "(SELECT s.sandbox_id FROM sandbox_ses
         AND s.harness = executions.harness AND executions.turn_sent_at IS NULL
         AND executions.status IN ('queued','retry_wait'))";
 
-/// The messages bound to execution `$1`, oldest first, as one jsonb array of
-/// [`TurnMessageRow`]s (`[]` when none): what starting a turn reads.
-const TURN_MESSAGES: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id,
-          'role', m.role, 'parts', m.parts) ORDER BY m.seq)
-      FROM messages m WHERE m.delivered_execution_id = $1), '[]')";
+/// The messages bound to the execution `execution` names (a parameter or a column),
+/// oldest first, as one jsonb array of [`TurnMessageRow`]s (`[]` when none): what starting
+/// a turn reads.
+fn turn_messages(execution: &str) -> String {
+    format!(
+        "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', m.id,
+              'role', m.role, 'parts', m.parts) ORDER BY m.seq)
+          FROM messages m WHERE m.delivered_execution_id = {execution}), '[]')"
+    )
+}
 
-/// The claim's wait check, a CTE named `blocked` over the CTE `target` (the execution to
-/// claim): whether its thread has an older unfinished execution (read off
-/// `executions_unfinished` below `target`'s `seq`) or another running one (off
-/// `executions_running`). Neither probe reads the turns queued behind `target`.
+/// The claim's wait check, a CTE named `blocked` over the CTE `target` (the executions to
+/// claim): for each, whether its thread has an older unfinished execution (read off
+/// `executions_unfinished` below its `seq`) or another running one (off
+/// `executions_running`). Neither probe reads the turns queued behind it.
 fn blocked_cte() -> String {
     format!(
         "blocked AS (
-             SELECT EXISTS (
-                 SELECT 1 FROM executions o, target t
-                 WHERE o.thread_key = t.thread_key AND o.seq < t.seq
-                   AND o.status NOT IN {TERMINAL})
-             OR EXISTS (
-                 SELECT 1 FROM executions o, target t
-                 WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
-                   AND o.status IN {ACTIVE}) AS blocked)"
+             SELECT t.execution_id,
+                    EXISTS (
+                        SELECT 1 FROM executions o
+                        WHERE o.thread_key = t.thread_key AND o.seq < t.seq
+                          AND o.status NOT IN {TERMINAL})
+                    OR EXISTS (
+                        SELECT 1 FROM executions o
+                        WHERE o.thread_key = t.thread_key AND o.execution_id <> t.execution_id
+                          AND o.status IN {ACTIVE}) AS blocked
+             FROM target t)"
     )
 }
 
@@ -411,6 +517,7 @@ pub async fn start_turn(
             kinds::EXECUTION_STARTED
         ),
     );
+    let messages = turn_messages("$1");
     let (held, messages): (i64, sqlx::types::Json<Vec<TurnMessageRow>>) = sqlx::query_as(&format!(
         "WITH held AS (
                  UPDATE executions SET sandbox_id = $4,
@@ -418,7 +525,7 @@ pub async fn start_turn(
                  WHERE {HELD}
                  RETURNING thread_key, execution_id),
              {trail}
-             SELECT (SELECT count(*) FROM held), {TURN_MESSAGES}"
+             SELECT (SELECT count(*) FROM held), {messages}"
     ))
     .bind(&holder.execution_id)
     .bind(&holder.worker_id)
@@ -434,15 +541,15 @@ pub async fn start_turn(
     Ok(Some(messages.0))
 }
 
-/// The CLI facts of the `turn.started` events in `$n::jsonb[]` (`harness_cli_reports`,
-/// see [`crate::harness_reports`]) as a CTE named `reports` (with its leading comma),
-/// written only when `gate` (a CTE of the statement) returned a row: the last report per
-/// harness wins, and one that changes nothing recent is not written. Empty when `batch`
-/// holds no `turn.started` event: most batches hold none, and a statement Postgres does
-/// not have to set up the upsert for costs less on every call.
-fn reports_cte(events_param: &str, gate: &str, batch: &[Value]) -> String {
+/// The CLI facts of the `turn.started` events `events_from` yields (a `FROM` list with
+/// columns `e`, the event, and `n`, its place; `harness_cli_reports`, see
+/// [`crate::harness_reports`]) as a CTE named `reports` (with its leading comma): the last
+/// report per harness wins, and one that changes nothing recent is not written. Empty
+/// when `batch` holds no `turn.started` event: most batches hold none, and a statement
+/// Postgres does not have to set up the upsert for costs less on every call.
+fn reports_cte<'v>(events_from: &str, batch: impl IntoIterator<Item = &'v Value>) -> String {
     let reports_a_turn_start = batch
-        .iter()
+        .into_iter()
         .any(|event| event.get("type").and_then(Value::as_str) == Some("turn.started"));
     if !reports_a_turn_start {
         return String::new();
@@ -450,8 +557,7 @@ fn reports_cte(events_param: &str, gate: &str, batch: &[Value]) -> String {
     let upsert = harness_reports::upsert_sql(&format!(
         "SELECT DISTINCT ON (e->>'harness') e->>'harness' AS harness,
                 (e->>'cli_present')::boolean AS cli_present, e->>'cli_version' AS cli_version
-         FROM (SELECT 1 FROM {gate} LIMIT 1) AS g,
-              UNNEST({events_param}::jsonb[]) WITH ORDINALITY AS t(e, n)
+         FROM {events_from}
          WHERE e->>'type' = 'turn.started' AND jsonb_typeof(e->'harness') = 'string'
            AND jsonb_typeof(e->'cli_present') = 'boolean'
          ORDER BY e->>'harness', n DESC"
@@ -478,7 +584,10 @@ pub async fn append_harness_events(
             kinds::HARNESS_EVENT
         ),
     );
-    let reports = reports_cte("$5", "held", batch);
+    let reports = reports_cte(
+        "(SELECT 1 FROM held LIMIT 1) AS g, UNNEST($5::jsonb[]) WITH ORDINALITY AS t(e, n)",
+        batch,
+    );
     let held: i64 = sqlx::query_scalar(&format!(
         "WITH held AS (
              UPDATE executions SET last_progress_at = now(),
@@ -556,83 +665,198 @@ pub struct Finished {
 /// terminal status, its `execution_state` and `execution_summary` events, the outbox row
 /// made `pending` and its `final_delivery_ready` event — and, as `finish` asks, the
 /// thread's session row and (Postgres queue) the queue message deleted and the thread's
-/// next waiting execution woken. Nothing is written unless the end is.
+/// next waiting execution woken. Nothing is written unless the end is. A batch of one
+/// [`finish_many`].
 pub async fn finish(
     pool: &PgPool,
     holder: &Lease,
     finish: &Finish,
 ) -> Result<Finished, StoreError> {
-    let status = finish.reason.status();
-    let sources: Vec<&str> = ExecutionStatus::sources_of(status)
-        .into_iter()
-        .filter(|from| {
-            matches!(
-                from,
-                ExecutionStatus::Running | ExecutionStatus::CancelRequested
-            )
-        })
-        .map(ExecutionStatus::as_str)
-        .collect();
-    let mut state = json!({"status": status.as_str(), "terminal_reason": finish.reason.as_str()});
-    if let Some(text) = &finish.result_text {
-        state["result_text"] = json!(text);
+    finish_many(pool, &[FinishCall { holder, finish }])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
+}
+
+/// One end of a batch: the lease it is written under, and the end.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishCall<'a> {
+    pub holder: &'a Lease,
+    pub finish: &'a Finish,
+}
+
+/// Writes each of `calls` (ends of distinct threads) as [`finish`] would, in one
+/// statement, and answers each in order. If the statement fails for several, each is
+/// written again alone, so each gets its own answer.
+pub async fn finish_many(
+    pool: &PgPool,
+    calls: &[FinishCall<'_>],
+) -> Vec<Result<Finished, StoreError>> {
+    match finish_together(pool, calls).await {
+        Ok(finished) => finished.into_iter().map(Ok).collect(),
+        Err(err) if calls.len() <= 1 => vec![Err(err)],
+        Err(err) => {
+            tracing::warn!(%err, ends = calls.len(), "a batch of ends failed; writing each alone");
+            let mut finished = Vec::with_capacity(calls.len());
+            for call in calls {
+                let alone = finish_together(pool, std::slice::from_ref(call)).await;
+                finished.push(alone.and_then(|mut one| {
+                    one.pop()
+                        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+                }));
+            }
+            finished
+        }
     }
-    if let Some(text) = &finish.error_text {
-        state["error_text"] = json!(text);
+}
+
+/// The columns of one end, bound as arrays (one element per end).
+#[derive(Default)]
+struct EndColumns<'a> {
+    execution_ids: Vec<&'a str>,
+    worker_ids: Vec<&'a str>,
+    attempts: Vec<i32>,
+    statuses: Vec<&'static str>,
+    reasons: Vec<&'static str>,
+    result_texts: Vec<Option<&'a str>>,
+    error_texts: Vec<Option<&'a str>>,
+    agent_thread_ids: Vec<Option<&'a str>>,
+    /// The statuses the end may leave, comma-separated.
+    sources: Vec<String>,
+    states: Vec<Value>,
+    summaries: Vec<&'a Value>,
+    payloads: Vec<&'a Value>,
+    /// The pending harness events, one jsonb array per end.
+    events: Vec<Value>,
+    session_sandbox_ids: Vec<Option<&'a str>>,
+    receipts: Vec<Option<uuid::Uuid>>,
+    releases_queue: Vec<bool>,
+}
+
+impl<'a> EndColumns<'a> {
+    fn of(calls: &[FinishCall<'a>]) -> Self {
+        let mut columns = Self::default();
+        for FinishCall { holder, finish } in calls {
+            let status = finish.reason.status();
+            let sources: Vec<&str> = ExecutionStatus::sources_of(status)
+                .into_iter()
+                .filter(|from| {
+                    matches!(
+                        from,
+                        ExecutionStatus::Running | ExecutionStatus::CancelRequested
+                    )
+                })
+                .map(ExecutionStatus::as_str)
+                .collect();
+            let mut state =
+                json!({"status": status.as_str(), "terminal_reason": finish.reason.as_str()});
+            if let Some(text) = &finish.result_text {
+                state["result_text"] = json!(text);
+            }
+            if let Some(text) = &finish.error_text {
+                state["error_text"] = json!(text);
+            }
+            columns.execution_ids.push(&holder.execution_id);
+            columns.worker_ids.push(&holder.worker_id);
+            columns.attempts.push(holder.attempt);
+            columns.statuses.push(status.as_str());
+            columns.reasons.push(finish.reason.as_str());
+            columns.result_texts.push(finish.result_text.as_deref());
+            columns.error_texts.push(finish.error_text.as_deref());
+            columns
+                .agent_thread_ids
+                .push(finish.agent_thread_id.as_deref());
+            columns.sources.push(sources.join(","));
+            columns.states.push(state);
+            columns.summaries.push(&finish.summary);
+            columns.payloads.push(&finish.delivery_payload);
+            columns.events.push(Value::Array(finish.events.clone()));
+            columns
+                .session_sandbox_ids
+                .push(finish.session_sandbox_id.as_deref());
+            columns.receipts.push(
+                finish
+                    .queue
+                    .as_ref()
+                    .and_then(|queue| queue.receipt.as_deref())
+                    .and_then(|receipt| uuid::Uuid::parse_str(receipt).ok()),
+            );
+            columns.releases_queue.push(finish.queue.is_some());
+        }
+        columns
     }
+}
+
+/// [`finish_many`]'s statement.
+async fn finish_together(
+    pool: &PgPool,
+    calls: &[FinishCall<'_>],
+) -> Result<Vec<Finished>, StoreError> {
+    let columns = EndColumns::of(calls);
     // The pending harness events first, then the end's three events after them.
-    let last = i64::try_from(finish.events.len()).unwrap_or(i64::MAX - 3);
     let trail = events::insert_cte(
         "trail",
         &format!(
             "SELECT done.thread_key, done.execution_id, '{harness_kind}' AS event_kind,
-                    e AS event_json, n AS ord
-             FROM done, UNNEST($13::jsonb[]) WITH ORDINALITY AS t(e, n)
+                    t.e AS event_json, t.n AS ord
+             FROM done, jsonb_array_elements(done.events) WITH ORDINALITY AS t(e, n)
              UNION ALL
-             SELECT thread_key, execution_id, '{state_kind}', $10::jsonb, $16 + 1 FROM done
+             SELECT thread_key, execution_id, '{state_kind}', state,
+                    jsonb_array_length(events) + 1 FROM done
              UNION ALL
-             SELECT thread_key, execution_id, '{summary_kind}', $11::jsonb, $16 + 2 FROM done
+             SELECT thread_key, execution_id, '{summary_kind}', summary,
+                    jsonb_array_length(events) + 2 FROM done
              UNION ALL
              SELECT done.thread_key, done.execution_id, '{ready_kind}',
-                    jsonb_build_object('delivery', outbox.delivery, 'status', $4::text), $16 + 3
-             FROM done, outbox",
+                    jsonb_build_object('delivery', outbox.delivery, 'status', done.status),
+                    jsonb_array_length(done.events) + 3
+             FROM done JOIN outbox USING (execution_id)",
             harness_kind = kinds::HARNESS_EVENT,
             state_kind = kinds::EXECUTION_STATE,
             summary_kind = kinds::EXECUTION_SUMMARY,
             ready_kind = kinds::FINAL_DELIVERY_READY,
         ),
     );
-    let reports = reports_cte("$13", "done", &finish.events);
-    // The session and the queue parts are written into the statement only when this end
+    let reports = reports_cte(
+        "done, jsonb_array_elements(done.events) WITH ORDINALITY AS t(e, n)",
+        calls.iter().flat_map(|call| &call.finish.events),
+    );
+    // The session and the queue parts are written into the statement only when an end
     // has them: Postgres sets up every part of a statement on each call, used or not.
-    let session = if finish.session_sandbox_id.is_some() {
+    let session = if calls
+        .iter()
+        .any(|call| call.finish.session_sandbox_id.is_some())
+    {
         ",
          session AS (
-             UPDATE sandbox_sessions s SET agent_thread_id = COALESCE($8, s.agent_thread_id),
+             UPDATE sandbox_sessions s
+             SET agent_thread_id = COALESCE(done.agent_thread_id, s.agent_thread_id),
                  last_used_at = now(), updated_at = now()
              FROM done
-             WHERE s.thread_key = done.thread_key AND s.sandbox_id = $14
+             WHERE s.thread_key = done.thread_key AND s.sandbox_id = done.session_sandbox_id
              RETURNING 1)"
     } else {
         ""
     };
-    // The thread's next execution is its oldest unfinished one after this (read off
+    // A thread's next execution is its oldest unfinished one after this (read off
     // `executions_unfinished` in order; once this one ended, it is the one a claim
     // accepts). Its message is written only when it has none or one put off for later: a
     // visible message is left as it is, and the receivers are woken either way.
-    let (queue, next_waiting) = if finish.queue.is_some() {
+    let (queue, woke_next) = if calls.iter().any(|call| call.finish.queue.is_some()) {
         (
             format!(
                 ",
          dequeued AS (
-             DELETE FROM queue_messages q USING done WHERE q.receipt = $15 RETURNING 1),
+             DELETE FROM queue_messages q USING done
+             WHERE done.releases_queue AND q.receipt = done.receipt RETURNING 1),
          next AS (
-             SELECT oldest.execution_id, oldest.thread_key FROM (
-                 SELECT e.execution_id, e.thread_key, e.status FROM executions e, done
+             SELECT done.end_no, oldest.execution_id, oldest.thread_key
+             FROM done, LATERAL (
+                 SELECT e.execution_id, e.thread_key, e.status FROM executions e
                  WHERE e.thread_key = done.thread_key AND e.execution_id <> done.execution_id
                    AND e.status NOT IN {TERMINAL}
                  ORDER BY e.seq LIMIT 1) AS oldest
-             WHERE oldest.status IN ('queued','retry_wait')),
+             WHERE done.releases_queue AND oldest.status IN ('queued','retry_wait')),
          woken AS (
              INSERT INTO queue_messages (execution_id, thread_key)
              SELECT n.execution_id, n.thread_key FROM next n
@@ -642,59 +866,78 @@ pub async fn finish(
              WHERE queue_messages.receipt IS NULL
              RETURNING 1)"
             ),
-            "(SELECT count(*) FROM next)",
+            "EXISTS (SELECT 1 FROM next WHERE next.end_no = u.end_no)",
         )
     } else {
-        (String::new(), "0::bigint")
+        (String::new(), "false")
     };
-    let receipt = finish
-        .queue
-        .as_ref()
-        .and_then(|queue| queue.receipt.as_deref())
-        .and_then(|receipt| uuid::Uuid::parse_str(receipt).ok());
-    let channel = finish.queue.as_ref().map(|queue| queue.channel.as_str());
-    let (done, woken): (i64, i64) = sqlx::query_as(&format!(
-        "WITH done AS (
-             UPDATE executions SET status = $4, terminal_reason = $5, result_text = $6,
-                 error_text = $7, agent_thread_id = COALESCE($8, agent_thread_id),
+    let rows: Vec<(bool, bool)> = sqlx::query_as(&format!(
+        "WITH ending AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[],
+                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
+                                  $11::jsonb[], $12::jsonb[], $13::jsonb[], $14::text[],
+                                  $15::uuid[], $16::bool[])
+                 WITH ORDINALITY AS u(execution_id, worker_id, attempt, status, reason,
+                                      result_text, error_text, agent_thread_id, sources, state,
+                                      summary, payload, events, session_sandbox_id, receipt,
+                                      releases_queue, end_no)),
+         done AS (
+             UPDATE executions e SET status = u.status, terminal_reason = u.reason,
+                 result_text = u.result_text, error_text = u.error_text,
+                 agent_thread_id = COALESCE(u.agent_thread_id, e.agent_thread_id),
                  completed_at = now(), lease_expires_at = NULL, updated_at = now()
-             WHERE execution_id = $1 AND worker_id = $2 AND attempt = $3 AND status = ANY($9)
-             RETURNING thread_key, execution_id),
+             FROM ending u
+             WHERE e.execution_id = u.execution_id AND e.worker_id = u.worker_id
+               AND e.attempt = u.attempt AND e.status = ANY(string_to_array(u.sources, ','))
+             RETURNING e.thread_key, e.execution_id, u.end_no, u.status, u.state, u.summary,
+                       u.payload, u.events, u.agent_thread_id, u.session_sandbox_id,
+                       u.receipt, u.releases_queue),
          outbox AS (
-             UPDATE delivery_outbox o SET state = 'pending', payload = $12,
+             UPDATE delivery_outbox o SET state = 'pending', payload = done.payload,
                  next_attempt_at = now(), updated_at = now()
              FROM done
              WHERE o.execution_id = done.execution_id AND o.state = 'awaiting_terminal'
-             RETURNING o.delivery),
+             RETURNING o.execution_id, o.delivery),
          {trail}{reports}{session}{queue}
-         SELECT (SELECT count(*) FROM done), {next_waiting}"
+         SELECT EXISTS (SELECT 1 FROM done WHERE done.end_no = u.end_no), {woke_next}
+         FROM ending u ORDER BY u.end_no"
     ))
-    .bind(&holder.execution_id)
-    .bind(&holder.worker_id)
-    .bind(holder.attempt)
-    .bind(status.as_str())
-    .bind(finish.reason.as_str())
-    .bind(&finish.result_text)
-    .bind(&finish.error_text)
-    .bind(&finish.agent_thread_id)
-    .bind(&sources)
-    .bind(&state)
-    .bind(&finish.summary)
-    .bind(&finish.delivery_payload)
-    .bind(&finish.events)
-    .bind(&finish.session_sandbox_id)
-    .bind(receipt)
-    .bind(last)
-    .fetch_one(pool)
+    .bind(&columns.execution_ids)
+    .bind(&columns.worker_ids)
+    .bind(&columns.attempts)
+    .bind(&columns.statuses)
+    .bind(&columns.reasons)
+    .bind(&columns.result_texts)
+    .bind(&columns.error_texts)
+    .bind(&columns.agent_thread_ids)
+    .bind(&columns.sources)
+    .bind(&columns.states)
+    .bind(&columns.summaries)
+    .bind(&columns.payloads)
+    .bind(&columns.events)
+    .bind(&columns.session_sandbox_ids)
+    .bind(&columns.receipts)
+    .bind(&columns.releases_queue)
+    .fetch_all(pool)
     .await?;
-    if done > 0 {
-        let queue_channel = channel.filter(|_| woken > 0);
-        wakeups::announce(pool, &[&holder.thread_key], queue_channel).await;
-    }
-    Ok(Finished {
-        written: done > 0,
-        woke_next: woken > 0,
-    })
+    let finished: Vec<Finished> = rows
+        .into_iter()
+        .map(|(written, woke_next)| Finished { written, woke_next })
+        .collect();
+    let threads: Vec<&str> = calls
+        .iter()
+        .zip(&finished)
+        .filter(|(_, finished)| finished.written)
+        .map(|(call, _)| call.holder.thread_key.as_str())
+        .collect();
+    let channel = calls
+        .iter()
+        .zip(&finished)
+        .filter(|(_, finished)| finished.woke_next)
+        .find_map(|(call, _)| call.finish.queue.as_ref())
+        .map(|queue| queue.channel.as_str());
+    wakeups::announce(pool, &threads, channel).await;
+    Ok(finished)
 }
 
 /// Hands an execution `holder` holds back to run again, with its `execution_state` event
@@ -851,7 +1094,7 @@ mod tests {
         let plan = plan.join("\n");
         assert!(plan.contains("executions_running"), "{plan}");
         assert!(
-            plan.contains("executions_unfinished") && plan.contains("(seq < t.seq)"),
+            plan.contains("executions_unfinished") && plan.contains("(seq < "),
             "older unfinished executions are a range of the index: {plan}"
         );
         assert!(!plan.contains("Seq Scan"), "{plan}");

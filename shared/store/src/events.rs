@@ -34,7 +34,8 @@ pub mod kinds {
 /// the state change and its event are one statement): a column the trail gains is added
 /// here once. The rows are numbered here (`thread_seq`): one bump of each thread's counter
 /// by its number of rows, which also locks the counter until the commit, so a thread's
-/// events commit in `thread_seq` order (migration 0014). The writer announces the thread
+/// events commit in `thread_seq` order (migration 0014). A statement of several threads
+/// locks their counters in `thread_key` order, so two never wait on each other in a cycle. The writer announces the thread
 /// after its commit.
 pub fn insert_cte(name: &str, source: &str) -> String {
     format!(
@@ -46,6 +47,7 @@ pub fn insert_cte(name: &str, source: &str) -> String {
          {name}_counters AS (
              INSERT INTO thread_event_counters AS c (thread_key, last_seq)
              SELECT thread_key, max(of_thread) FROM {name}_rows GROUP BY thread_key
+             ORDER BY thread_key
              ON CONFLICT (thread_key) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
              RETURNING thread_key, last_seq),
          {name} AS (

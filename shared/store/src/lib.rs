@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod group_commit;
 pub mod harness_reports;
 pub mod history;
 pub mod idempotency;

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use centaur_core::{ExecutionStatus, TerminalReason};
-use centaur_store::dispatch::{self, ClaimOutcome, ClaimedExecution, Finish, Lease};
+use centaur_store::dispatch::{
+    self, ClaimCall, ClaimOutcome, ClaimTerms, ClaimedExecution, Finish, FinishCall, Lease,
+};
 use centaur_store::start_retries;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -18,6 +20,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// A queued execution on `THREAD` with one bound message and (for `slack`) an outbox row.
 async fn seed(pool: &PgPool, execution_id: &str, slack: bool) {
+    seed_on(pool, THREAD, execution_id, slack).await;
+}
+
+/// A queued execution on `thread` with one bound message and (for `slack`) an outbox row.
+async fn seed_on(pool: &PgPool, thread: &str, execution_id: &str, slack: bool) {
     let delivery = if slack {
         json!({"platform": "slack", "channel": "C1", "thread_ts": "1700000000.000100"})
     } else {
@@ -29,7 +36,7 @@ async fn seed(pool: &PgPool, execution_id: &str, slack: bool) {
          VALUES ($1, $2, 1, 'echo', $1, 'h', 'queued', $3)",
     )
     .bind(execution_id)
-    .bind(THREAD)
+    .bind(thread)
     .bind(&delivery)
     .execute(pool)
     .await
@@ -40,7 +47,7 @@ async fn seed(pool: &PgPool, execution_id: &str, slack: bool) {
          VALUES ($1, $2, 1, 'user', $3, $4)",
     )
     .bind(format!("msg_{execution_id}"))
-    .bind(THREAD)
+    .bind(thread)
     .bind(json!([{"type": "text", "text": format!("hello from {execution_id}")}]))
     .bind(execution_id)
     .execute(pool)
@@ -52,7 +59,7 @@ async fn seed(pool: &PgPool, execution_id: &str, slack: bool) {
              VALUES ($1, $2, $3, 'awaiting_terminal')",
         )
         .bind(execution_id)
-        .bind(THREAD)
+        .bind(thread)
         .bind(&delivery)
         .execute(pool)
         .await
@@ -1039,5 +1046,161 @@ async fn a_finish_wakes_the_threads_followers_and_the_queue_once_it_has_committe
             ("centaur_events".to_owned(), THREAD.to_owned()),
             ("centaur_queue".to_owned(), String::new())
         ]
+    );
+}
+
+/// `(execution_id, claimed_at)` of the executions, whose claims share one `now()` when one
+/// statement made them.
+async fn claim_times(pool: &PgPool) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+    sqlx::query_scalar("SELECT claimed_at FROM executions ORDER BY execution_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn claims_made_together_each_win_their_own_thread_and_a_later_turn_still_waits(pool: PgPool) {
+    seed_on(&pool, "thread-a", "exe_00000000000000b1", false).await;
+    seed_on(&pool, "thread-b", "exe_00000000000000b2", false).await;
+    seed_on(&pool, "thread-a", "exe_00000000000000b3", false).await;
+    let terms = ClaimTerms {
+        worker_id: "w1",
+        lease: MINUTE,
+        silence: MINUTE,
+        hard: MINUTE,
+    };
+    let calls = [
+        ("exe_00000000000000b1", Some("r1")),
+        ("exe_00000000000000b2", None),
+        ("exe_00000000000000b3", Some("r3")),
+        ("exe_00000000000000ff", None),
+    ]
+    .map(|(execution_id, receipt)| ClaimCall {
+        execution_id,
+        receipt,
+    });
+
+    let outcomes = dispatch::claim_many(&pool, &terms, &calls).await;
+
+    let outcomes: Vec<ClaimOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    match &outcomes[..] {
+        [ClaimOutcome::Claimed(a), ClaimOutcome::Claimed(b), ClaimOutcome::WaitingForThread, ClaimOutcome::Finished] =>
+        {
+            assert_eq!((a.thread_key.as_str(), a.attempt), ("thread-a", 1));
+            assert_eq!(a.queue_receipt.as_deref(), Some("r1"));
+            assert_eq!((b.thread_key.as_str(), b.attempt), ("thread-b", 1));
+            assert_eq!(a.claimed_at, b.claimed_at, "one statement claimed both");
+        }
+        other => panic!("unexpected outcomes: {other:?}"),
+    }
+    for execution_id in ["exe_00000000000000b1", "exe_00000000000000b2"] {
+        let events = trail(&pool, execution_id).await;
+        assert_eq!(events.len(), 1, "{execution_id}: {events:?}");
+        assert_eq!(events[0].1["worker_id"], "w1");
+    }
+    assert_eq!(row(&pool, "exe_00000000000000b3").await.0, "queued");
+    assert_eq!(
+        claim_times(&pool).await[2],
+        None,
+        "the later turn was not claimed"
+    );
+}
+
+#[sqlx::test(migrator = "centaur_store::MIGRATOR")]
+async fn ends_written_together_each_get_their_events_and_a_stale_lease_writes_nothing(
+    pool: PgPool,
+) {
+    let threads = ["thread-a", "thread-b", "thread-c"];
+    let ids = [
+        "exe_00000000000000c1",
+        "exe_00000000000000c2",
+        "exe_00000000000000c3",
+    ];
+    for (thread, id) in threads.iter().zip(ids) {
+        seed_on(&pool, thread, id, true).await;
+    }
+    seed_on(&pool, "thread-a", "exe_00000000000000c4", false).await;
+    let mut leases = Vec::new();
+    for id in ids {
+        leases.push(claimed(&pool, id, "w1").await.lease());
+    }
+    leases[2].attempt += 1;
+    let mut first = completed("one");
+    first.events = vec![json!({"type": "turn.done", "seq": 1})];
+    first.queue = Some(dispatch::QueueRelease {
+        receipt: None,
+        channel: "centaur_queue".into(),
+    });
+    let mut second = completed("two");
+    second.queue = first.queue.clone();
+    let third = completed("stale");
+    let ends = [&first, &second, &third];
+    let calls: Vec<FinishCall> = leases
+        .iter()
+        .zip(ends)
+        .map(|(holder, finish)| FinishCall { holder, finish })
+        .collect();
+
+    let finished = dispatch::finish_many(&pool, &calls).await;
+
+    let finished: Vec<(bool, bool)> = finished
+        .into_iter()
+        .map(|end| end.map(|end| (end.written, end.woke_next)).unwrap())
+        .collect();
+    assert_eq!(
+        finished,
+        [(true, true), (true, false), (false, false)],
+        "thread-a's next turn was woken; the stale lease wrote nothing"
+    );
+    let kinds = |events: Vec<(String, Value)>| -> Vec<String> {
+        events.into_iter().map(|(kind, _)| kind).collect()
+    };
+    assert_eq!(
+        kinds(trail(&pool, ids[0]).await),
+        [
+            "execution_state",
+            "harness_event",
+            "execution_state",
+            "execution_summary",
+            "final_delivery_ready"
+        ]
+    );
+    assert_eq!(
+        kinds(trail(&pool, ids[1]).await),
+        [
+            "execution_state",
+            "execution_state",
+            "execution_summary",
+            "final_delivery_ready"
+        ]
+    );
+    assert_eq!(kinds(trail(&pool, ids[2]).await), ["execution_state"]);
+    assert_eq!(row(&pool, ids[0]).await.0, "completed");
+    assert_eq!(row(&pool, ids[1]).await.0, "completed");
+    assert_eq!(row(&pool, ids[2]).await.0, "running");
+    let pending: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT execution_id, payload FROM delivery_outbox WHERE state = 'pending'
+         ORDER BY execution_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        pending,
+        [
+            (ids[0].to_owned(), json!({"text": "one"})),
+            (ids[1].to_owned(), json!({"text": "two"}))
+        ]
+    );
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT thread_seq FROM execution_events WHERE thread_key = 'thread-a' ORDER BY event_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4, 5],
+        "thread-a's events are numbered in order"
     );
 }
