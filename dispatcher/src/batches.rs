@@ -12,6 +12,7 @@ use centaur_store::group_commit::{GroupCommit, Keyed, Limits, WriteBatch};
 use centaur_store::StoreError;
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Claim statements in flight at once, and the most claims one makes. One in flight
 /// (measured with the drain benchmark, echo turns on reused sandboxes, two cores): at
@@ -68,44 +69,18 @@ pub struct Batches {
 impl Batches {
     /// Writers on `pool`, claiming as `config`'s worker with its lease and timeouts.
     pub fn new(pool: &PgPool, config: &DispatcherConfig) -> Self {
+        let terms = Terms {
+            worker_id: Arc::from(config.worker_id.as_str()),
+            lease: config.lease,
+            silence: config.silence_timeout,
+            hard: config.hard_timeout,
+        };
         let claim_pool = pool.clone();
-        let worker_id: Arc<str> = Arc::from(config.worker_id.as_str());
-        let (lease, silence, hard) = (config.lease, config.silence_timeout, config.hard_timeout);
         let claim: WriteBatch<Claim, Result<ClaimOutcome, StoreError>> =
-            Arc::new(move |batch: Vec<Claim>| {
-                let (pool, worker_id) = (claim_pool.clone(), worker_id.clone());
-                Box::pin(async move {
-                    let terms = ClaimTerms {
-                        worker_id: &worker_id,
-                        lease,
-                        silence,
-                        hard,
-                    };
-                    let calls: Vec<ClaimCall> = batch
-                        .iter()
-                        .map(|claim| ClaimCall {
-                            execution_id: &claim.execution_id,
-                            receipt: claim.receipt.as_deref(),
-                        })
-                        .collect();
-                    dispatch::claim_many(&pool, &terms, &calls).await
-                })
-            });
+            Arc::new(move |batch| Box::pin(claim_batch(claim_pool.clone(), terms.clone(), batch)));
         let end_pool = pool.clone();
         let end: WriteBatch<End, Result<Finished, StoreError>> =
-            Arc::new(move |batch: Vec<End>| {
-                let pool = end_pool.clone();
-                Box::pin(async move {
-                    let calls: Vec<FinishCall> = batch
-                        .iter()
-                        .map(|end| FinishCall {
-                            holder: &end.holder,
-                            finish: &end.finish,
-                        })
-                        .collect();
-                    dispatch::finish_many(&pool, &calls).await
-                })
-            });
+            Arc::new(move |batch| Box::pin(end_batch(end_pool.clone(), batch)));
         Self {
             claims: GroupCommit::new(CLAIM_LIMITS, claim),
             ends: GroupCommit::new(END_LIMITS, end),
@@ -121,6 +96,49 @@ impl Batches {
     pub async fn finish(&self, end: End) -> Result<Finished, StoreError> {
         self.ends.call(end).await.unwrap_or(Err(shut_down()))
     }
+}
+
+/// What this worker's claims are made with ([`ClaimTerms`], owned).
+#[derive(Clone)]
+struct Terms {
+    worker_id: Arc<str>,
+    lease: Duration,
+    silence: Duration,
+    hard: Duration,
+}
+
+/// Makes a batch of claims ([`dispatch::claim_many`]).
+async fn claim_batch(
+    pool: PgPool,
+    terms: Terms,
+    batch: Vec<Claim>,
+) -> Vec<Result<ClaimOutcome, StoreError>> {
+    let terms = ClaimTerms {
+        worker_id: &terms.worker_id,
+        lease: terms.lease,
+        silence: terms.silence,
+        hard: terms.hard,
+    };
+    let calls: Vec<ClaimCall> = batch
+        .iter()
+        .map(|claim| ClaimCall {
+            execution_id: &claim.execution_id,
+            receipt: claim.receipt.as_deref(),
+        })
+        .collect();
+    dispatch::claim_many(&pool, &terms, &calls).await
+}
+
+/// Writes a batch of ends ([`dispatch::finish_many`]).
+async fn end_batch(pool: PgPool, batch: Vec<End>) -> Vec<Result<Finished, StoreError>> {
+    let calls: Vec<FinishCall> = batch
+        .iter()
+        .map(|end| FinishCall {
+            holder: &end.holder,
+            finish: &end.finish,
+        })
+        .collect();
+    dispatch::finish_many(&pool, &calls).await
 }
 
 /// The answer of a call whose runtime shut down under the collector.

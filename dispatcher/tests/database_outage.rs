@@ -278,7 +278,11 @@ async fn a_database_outage_while_choosing_the_sandbox_hands_the_turn_back_and_it
         panic!("the handed-back turn was not re-queued: {woken:?}");
     };
     assert_eq!(wake_up.message.execution_id, EXECUTION);
-    let reclaimed = match consumer::claim(&dispatcher, EXECUTION, Some(&wake_up.receipt)).await {
+    let execution = dispatch::ExecutionRef {
+        execution_id: EXECUTION.to_owned(),
+        thread_key: wake_up.message.thread_key.clone(),
+    };
+    let reclaimed = match consumer::claim(&dispatcher, &execution, Some(&wake_up.receipt)).await {
         Some(Ok(ClaimOutcome::Claimed(claimed))) => *claimed,
         other => panic!("not reclaimed: {other:?}"),
     };

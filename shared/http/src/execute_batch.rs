@@ -48,19 +48,13 @@ impl ExecuteBatcher {
         default_harness: Harness,
         queue_channel: Option<&'static str>,
     ) -> Self {
-        let write: WriteBatch<Execute, ExecuteOutcome> = Arc::new(move |batch: Vec<Execute>| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let calls: Vec<ExecuteCall> = batch
-                    .iter()
-                    .map(|execute| ExecuteCall {
-                        request: &execute.request,
-                        workspace: &execute.workspace,
-                    })
-                    .collect();
-                executions::create_and_enqueue_many(&pool, &calls, default_harness, queue_channel)
-                    .await
-            })
+        let write: WriteBatch<Execute, ExecuteOutcome> = Arc::new(move |batch| {
+            Box::pin(write_batch(
+                pool.clone(),
+                default_harness,
+                queue_channel,
+                batch,
+            ))
         });
         Self {
             writer: GroupCommit::new(LIMITS, write),
@@ -86,4 +80,21 @@ impl ExecuteBatcher {
             )))
         })
     }
+}
+
+/// Writes a batch of executes ([`executions::create_and_enqueue_many`]).
+async fn write_batch(
+    pool: PgPool,
+    default_harness: Harness,
+    queue_channel: Option<&'static str>,
+    batch: Vec<Execute>,
+) -> Vec<ExecuteOutcome> {
+    let calls: Vec<ExecuteCall> = batch
+        .iter()
+        .map(|execute| ExecuteCall {
+            request: &execute.request,
+            workspace: &execute.workspace,
+        })
+        .collect();
+    executions::create_and_enqueue_many(&pool, &calls, default_harness, queue_channel).await
 }

@@ -148,10 +148,7 @@ pub async fn claim(
         execution_id,
         receipt,
     };
-    claim_many(pool, &terms, &[call])
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
+    only_answer(claim_many(pool, &terms, &[call]).await)
 }
 
 /// What every claim of a worker is made with: the claimer and its lease, silence and hard
@@ -196,22 +193,7 @@ pub async fn claim_many(
     terms: &ClaimTerms<'_>,
     calls: &[ClaimCall<'_>],
 ) -> Vec<Result<ClaimOutcome, StoreError>> {
-    match claim_together(pool, terms, calls).await {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(err) if calls.len() <= 1 => vec![Err(err)],
-        Err(err) => {
-            tracing::warn!(%err, claims = calls.len(), "a batch of claims failed; claiming each alone");
-            let mut outcomes = Vec::with_capacity(calls.len());
-            for call in calls {
-                let alone = claim_together(pool, terms, std::slice::from_ref(call)).await;
-                outcomes.push(alone.and_then(|mut one| {
-                    one.pop()
-                        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
-                }));
-            }
-            outcomes
-        }
-    }
+    together_or_alone(calls, "claims", |calls| claim_together(pool, terms, calls)).await
 }
 
 /// [`claim_many`]'s statement.
@@ -672,10 +654,7 @@ pub async fn finish(
     holder: &Lease,
     finish: &Finish,
 ) -> Result<Finished, StoreError> {
-    finish_many(pool, &[FinishCall { holder, finish }])
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
+    only_answer(finish_many(pool, &[FinishCall { holder, finish }]).await)
 }
 
 /// One end of a batch: the lease it is written under, and the end.
@@ -692,20 +671,42 @@ pub async fn finish_many(
     pool: &PgPool,
     calls: &[FinishCall<'_>],
 ) -> Vec<Result<Finished, StoreError>> {
-    match finish_together(pool, calls).await {
-        Ok(finished) => finished.into_iter().map(Ok).collect(),
+    together_or_alone(calls, "ends", |calls| finish_together(pool, calls)).await
+}
+
+/// The answer of a batch of one.
+fn only_answer<T>(answers: Vec<Result<T, StoreError>>) -> Result<T, StoreError> {
+    answers
+        .into_iter()
+        .next()
+        .unwrap_or(Err(StoreError::Database(sqlx::Error::RowNotFound)))
+}
+
+/// Writes `calls` together with `write`, one answer per call; if that fails for several,
+/// writes each alone, so each gets its own answer (one bad row does not fail the rest).
+async fn together_or_alone<'c, C, T, F>(
+    calls: &'c [C],
+    what: &str,
+    write: impl Fn(&'c [C]) -> F,
+) -> Vec<Result<T, StoreError>>
+where
+    F: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    match write(calls).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
         Err(err) if calls.len() <= 1 => vec![Err(err)],
         Err(err) => {
-            tracing::warn!(%err, ends = calls.len(), "a batch of ends failed; writing each alone");
-            let mut finished = Vec::with_capacity(calls.len());
+            tracing::warn!(%err, batch = calls.len(), "a batch of {what} failed; writing each alone");
+            let mut answers = Vec::with_capacity(calls.len());
             for call in calls {
-                let alone = finish_together(pool, std::slice::from_ref(call)).await;
-                finished.push(alone.and_then(|mut one| {
-                    one.pop()
+                let alone = write(std::slice::from_ref(call)).await;
+                answers.push(alone.and_then(|one| {
+                    one.into_iter()
+                        .next()
                         .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
                 }));
             }
-            finished
+            answers
         }
     }
 }
