@@ -3,11 +3,12 @@
 
 use crate::batches::Claim;
 use crate::executor::{self, THREAD_BUSY_DELAY};
+use crate::steps;
 use crate::Dispatcher;
 use centaur_queue::Delivery;
 use centaur_store::dispatch::{ClaimOutcome, ClaimedExecution, ExecutionRef};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 
@@ -69,10 +70,12 @@ async fn handle(
         execution_id: delivery.message.execution_id.clone(),
         thread_key: delivery.message.thread_key.clone(),
     };
+    let claimed = Instant::now();
     let outcome = match claim(&dispatcher, &execution, Some(&delivery.receipt)).await {
         None => return,
         Some(outcome) => outcome,
     };
+    steps::record("claim", claimed);
     let result = match outcome {
         Ok(ClaimOutcome::Claimed(execution)) => {
             metrics::counter!("centaur_dispatcher_claims_total", "outcome" => "claimed")
@@ -130,10 +133,12 @@ pub async fn run(dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool
             dispatcher.config.queue_wait,
             dispatcher.config.queue_visibility,
         );
+        let receiving = Instant::now();
         let received = tokio::select! {
             received = dispatcher.queue.receive(free.min(RECEIVE_BATCH), wait, visibility) => received,
             _ = shutdown.changed() => return,
         };
+        steps::record("receive", receiving);
         match received {
             Ok(deliveries) => {
                 for delivery in deliveries {

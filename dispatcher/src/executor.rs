@@ -6,7 +6,7 @@
 //! effects it returns.
 
 use crate::batches::End;
-use crate::{sandboxes, transcript};
+use crate::{sandboxes, steps, transcript};
 use crate::{DispatchError, Dispatcher};
 use centaur_core::turn::{
     self, Beat, ClaimKind, Effect, Ending, HarnessSignal, Input, Phase, SandboxLine, SandboxState,
@@ -184,10 +184,12 @@ impl<'a> Driver<'a> {
                 return;
             }
             let sandbox = turn.sandbox_id().cloned();
-            inputs.push_back(
-                self.next_stream_input(sandbox, &mut flush, &mut heartbeat)
-                    .await,
-            );
+            let waited = Instant::now();
+            let input = self
+                .next_stream_input(sandbox, &mut flush, &mut heartbeat)
+                .await;
+            steps::record("stream", waited);
+            inputs.push_back(input);
         }
     }
 
@@ -245,8 +247,17 @@ impl<'a> Driver<'a> {
         Input::StreamEnded(sandbox_state(self.dispatcher.backend.status(&id).await))
     }
 
-    /// Carries out one effect; returns its result when the machine awaits one.
+    /// Carries out one effect, timed ([`steps`]); returns its result when the machine
+    /// awaits one.
     async fn perform(&mut self, effect: Effect, turn: &Turn) -> Option<Input> {
+        let (step, started) = (effect.name(), Instant::now());
+        let result = self.carry_out_or_await(effect, turn).await;
+        steps::record(step, started);
+        result
+    }
+
+    /// Carries out one effect; returns its result when the machine awaits one.
+    async fn carry_out_or_await(&mut self, effect: Effect, turn: &Turn) -> Option<Input> {
         let result = match effect {
             Effect::ReadBack => self.read_back().await,
             Effect::AcquireSandbox => self.acquire().await,

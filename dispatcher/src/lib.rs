@@ -13,6 +13,7 @@ pub mod executor;
 pub mod health;
 pub mod maintenance;
 pub mod sandboxes;
+pub mod steps;
 pub mod transcript;
 
 pub use context::Dispatcher;

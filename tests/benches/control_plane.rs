@@ -13,7 +13,9 @@
 //!   database, same clients.
 //! - **drain**: one dispatcher draining a backlog — turns on threads whose sandboxes are
 //!   already running (`BENCH_DRAIN_TURNS` over `BENCH_DRAIN_THREADS`) at concurrency 8 and
-//!   32, and new threads (a sandbox each); graphile-worker (npm, installed into a scratch
+//!   32 (`BENCH_DRAIN_CONCURRENCY`, comma-separated, picks others), with the dispatcher's
+//!   time per turn in each step and the CPU each party spent per turn
+//!   (`support/drain_profile.rs`), and new threads (a sandbox each); graphile-worker (npm, installed into a scratch
 //!   directory) draining as many no-op jobs at concurrency 8 and 32 on a database of its
 //!   own on the same server; the ratio. Beside the new threads, their floor: as many
 //!   sandbox start-ups alone (the dispatcher's backend, create → ready) at concurrency 8.
@@ -32,6 +34,8 @@
 //!   the bins) side by side; and exec → first response through the Lambda runtime API.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/drain_profile.rs"]
+mod drain_profile;
 #[path = "support/graphile.rs"]
 mod graphile;
 #[path = "support/pg_count.rs"]
@@ -350,27 +354,32 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain
     submit(&client, names.clone(), 16).await;
     wait_terminal(&pool, threads as i64, Duration::from_secs(120)).await;
     processes.kill_dispatchers();
-    let after = max_seq(&pool).await;
+    let after_seq = max_seq(&pool).await;
     let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
     submit(&client, backlog, 16).await;
-    let checkpointer = pg_cpu::checkpointer(&pool).await;
+    let parties = drain_profile::Parties {
+        checkpointer: pg_cpu::checkpointer(&pool).await,
+        sandbox_dir: processes.sandbox_dir(),
+    };
     let wal_start = wal_position(&pool).await;
-    let cpu_start = checkpointer.and_then(pg_cpu::server_seconds);
+    let before = parties.read(None).await;
     let started = Instant::now();
     processes.start_dispatcher(&url, &[]).await.unwrap();
     wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
     let wall = started.elapsed();
-    let cpu_per_turn = cpu_start
-        .zip(checkpointer.and_then(pg_cpu::server_seconds))
-        .map(|(before, after)| (after - before) / turns as f64);
+    let (pid, metrics_url) = processes.dispatcher().unwrap();
+    let dispatcher = drain_profile::Dispatcher { pid, metrics_url };
+    let after = parties.read(Some(&dispatcher)).await;
+    let cpu_per_turn = after.postgres_per_turn(&before, turns);
     let wal_per_turn = wal_bytes_since(&pool, &wal_start).await / turns as f64;
-    let rate = rows_rate(&pool, after).await;
+    let rate = rows_rate(&pool, after_seq).await;
     println!(
         "{:<58} {rate:>8.1} executions/s  (wall, dispatcher start included: {:.1}/s)",
         format!("drain, reused sandboxes ({turns} turns / {threads} threads), c={concurrency}"),
         turns as f64 / wall.as_secs_f64(),
     );
-    print_turns_per_statement(&pool, after).await;
+    print_turns_per_statement(&pool, after_seq).await;
+    after.print_since(&before, turns);
     report_failures(&pool).await;
     processes.stop().await.unwrap();
     Drain {
@@ -497,6 +506,18 @@ async fn sandbox_start_floor(count: usize, concurrency: usize) -> f64 {
     rate
 }
 
+/// The concurrencies of the reused-sandbox drains: `BENCH_DRAIN_CONCURRENCY` (8,32).
+fn drain_concurrencies() -> Vec<usize> {
+    std::env::var("BENCH_DRAIN_CONCURRENCY")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|c| c.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![8, 32])
+}
+
 async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
     println!("\n--- drain: one dispatcher (Postgres queue, echo) vs graphile-worker ---");
     let script = match tokio::task::spawn_blocking(graphile::install)
@@ -509,7 +530,7 @@ async fn drain_figures(threads: usize, turns: usize, new_threads: usize) {
             None
         }
     };
-    for concurrency in [8, 32] {
+    for concurrency in drain_concurrencies() {
         let ours = reused_drain(threads, turns, concurrency).await;
         if let Some(script) = &script {
             if let Some(theirs) = graphile_drain(script, turns, concurrency).await {

@@ -372,6 +372,32 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// The effect's name, a bounded metric label (`centaur_dispatcher_step_seconds`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::ReadBack => "read_back",
+            Effect::AcquireSandbox => "acquire_sandbox",
+            Effect::CreateSandbox(_) => "create_sandbox",
+            Effect::RecordStart { .. } => "record_start",
+            Effect::Attach(_) => "attach",
+            Effect::Reattach(_) => "reattach",
+            Effect::SendTurn(_) => "send_turn",
+            Effect::SendResume { .. } => "send_resume",
+            Effect::SendInterrupt => "send_interrupt",
+            Effect::AppendHarnessEvents(_) => "append_harness_events",
+            Effect::RecordStartRetry { .. } => "record_start_retry",
+            Effect::StopSandbox { .. } => "stop_sandbox",
+            Effect::MarkSandboxLost(_) => "mark_sandbox_lost",
+            Effect::ExtendQueueMessage => "extend_queue_message",
+            Effect::Finish(_) => "finish",
+            Effect::HandBack { .. } => "hand_back",
+            Effect::RecordSessionTurn { .. } => "record_session_turn",
+            Effect::ReleaseThread => "release_thread",
+            Effect::Requeue { .. } => "requeue",
+            Effect::GiveUpLease { .. } => "give_up_lease",
+        }
+    }
+
     /// True when the dispatcher feeds this effect's result back as the next input.
     pub fn awaits_result(&self) -> bool {
         matches!(

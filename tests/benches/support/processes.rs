@@ -20,7 +20,8 @@ pub struct Processes {
     work_dir: PathBuf,
     env: BTreeMap<String, String>,
     api: Option<ChildProcess>,
-    dispatchers: Vec<ChildProcess>,
+    /// The dispatchers started, with their `DISPATCHER_PORT`.
+    dispatchers: Vec<(ChildProcess, u16)>,
 }
 
 async fn wait_ok(url: &str) -> anyhow::Result<()> {
@@ -106,7 +107,7 @@ impl Processes {
         env.insert("DISPATCHER_WORKER_ID".into(), format!("bench-{index}"));
         let name = format!("dispatcher-{index}");
         let process = ChildProcess::spawn(&name, &binary("dispatcher"), &[], &env, &self.work_dir)?;
-        self.dispatchers.push(process);
+        self.dispatchers.push((process, port));
         wait_ok(&format!("http://127.0.0.1:{port}/readyz")).await
     }
 
@@ -131,9 +132,21 @@ impl Processes {
         self.api.as_ref().map(ChildProcess::pid)
     }
 
+    /// The newest dispatcher's process id and `/metrics` address, once started.
+    pub fn dispatcher(&self) -> Option<(u32, String)> {
+        self.dispatchers.last().map(|(dispatcher, port)| {
+            (dispatcher.pid(), format!("http://127.0.0.1:{port}/metrics"))
+        })
+    }
+
+    /// Where the sandboxes keep their state (and their recorded process ids).
+    pub fn sandbox_dir(&self) -> PathBuf {
+        self.work_dir.join("sandboxes")
+    }
+
     /// Kills the dispatchers (SIGKILL); sandboxes and the API keep running.
     pub fn kill_dispatchers(&mut self) {
-        for dispatcher in &mut self.dispatchers {
+        for (dispatcher, _) in &mut self.dispatchers {
             dispatcher.sigkill();
         }
     }
@@ -142,7 +155,9 @@ impl Processes {
     pub fn peak_rss_kib(&self) -> (Option<u64>, Option<u64>) {
         (
             self.api.as_ref().and_then(ChildProcess::peak_rss_kib),
-            self.dispatchers.last().and_then(ChildProcess::peak_rss_kib),
+            self.dispatchers
+                .last()
+                .and_then(|(dispatcher, _)| dispatcher.peak_rss_kib()),
         )
     }
 
@@ -157,7 +172,7 @@ impl Processes {
         if let Some(api) = self.api.as_mut() {
             api.sigkill();
         }
-        kill_local_sandboxes(&self.work_dir.join("sandboxes"));
+        kill_local_sandboxes(&self.sandbox_dir());
     }
 }
 
