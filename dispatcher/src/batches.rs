@@ -6,13 +6,12 @@
 
 use centaur_config::DispatcherConfig;
 use centaur_store::dispatch::{
-    self, ClaimCall, ClaimOutcome, ClaimTerms, Finish, FinishCall, Finished, Lease,
+    self, ClaimCall, ClaimOutcome, ClaimTerms, ExecutionRef, Finish, FinishCall, Finished, Lease,
 };
 use centaur_store::group_commit::{GroupCommit, Keyed, Limits, WriteBatch};
 use centaur_store::StoreError;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Claim statements in flight at once, and the most claims one makes. One in flight
 /// (measured with the drain benchmark, echo turns on reused sandboxes, two cores): at
@@ -35,15 +34,14 @@ const END_LIMITS: Limits = Limits {
 
 /// A claim waiting to be made.
 pub struct Claim {
-    pub execution_id: String,
-    pub thread_key: String,
+    pub execution: ExecutionRef,
     /// The queue message that woke the claim, if any.
     pub receipt: Option<String>,
 }
 
 impl Keyed for Claim {
     fn key(&self) -> &str {
-        &self.thread_key
+        &self.execution.thread_key
     }
 }
 
@@ -69,7 +67,7 @@ pub struct Batches {
 impl Batches {
     /// Writers on `pool`, claiming as `config`'s worker with its lease and timeouts.
     pub fn new(pool: &PgPool, config: &DispatcherConfig) -> Self {
-        let terms = Terms {
+        let terms = ClaimTerms {
             worker_id: Arc::from(config.worker_id.as_str()),
             lease: config.lease,
             silence: config.silence_timeout,
@@ -98,31 +96,16 @@ impl Batches {
     }
 }
 
-/// What this worker's claims are made with ([`ClaimTerms`], owned).
-#[derive(Clone)]
-struct Terms {
-    worker_id: Arc<str>,
-    lease: Duration,
-    silence: Duration,
-    hard: Duration,
-}
-
 /// Makes a batch of claims ([`dispatch::claim_many`]).
 async fn claim_batch(
     pool: PgPool,
-    terms: Terms,
+    terms: ClaimTerms,
     batch: Vec<Claim>,
 ) -> Vec<Result<ClaimOutcome, StoreError>> {
-    let terms = ClaimTerms {
-        worker_id: &terms.worker_id,
-        lease: terms.lease,
-        silence: terms.silence,
-        hard: terms.hard,
-    };
     let calls: Vec<ClaimCall> = batch
         .iter()
         .map(|claim| ClaimCall {
-            execution_id: &claim.execution_id,
+            execution_id: &claim.execution.execution_id,
             receipt: claim.receipt.as_deref(),
         })
         .collect();

@@ -27,8 +27,7 @@ pub async fn claim(
         return None;
     }
     let claim = Claim {
-        execution_id: execution.execution_id.clone(),
-        thread_key: execution.thread_key.clone(),
+        execution: execution.clone(),
         receipt: receipt.map(str::to_owned),
     };
     Some(dispatcher.batches.claim(claim).await)

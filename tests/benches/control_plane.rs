@@ -357,19 +357,13 @@ async fn reused_drain(threads: usize, turns: usize, concurrency: usize) -> Drain
     let after_seq = max_seq(&pool).await;
     let backlog = (0..turns).map(|i| names[i % threads].clone()).collect();
     submit(&client, backlog, 16).await;
-    let parties = drain_profile::Parties {
-        checkpointer: pg_cpu::checkpointer(&pool).await,
-        sandbox_dir: processes.sandbox_dir(),
-    };
     let wal_start = wal_position(&pool).await;
-    let before = parties.read(None).await;
+    let (parties, before) = drain_profile::before_dispatcher(&processes, &pool).await;
     let started = Instant::now();
     processes.start_dispatcher(&url, &[]).await.unwrap();
     wait_terminal(&pool, (threads + turns) as i64, Duration::from_secs(600)).await;
     let wall = started.elapsed();
-    let (pid, metrics_url) = processes.dispatcher().unwrap();
-    let dispatcher = drain_profile::Dispatcher { pid, metrics_url };
-    let after = parties.read(Some(&dispatcher)).await;
+    let after = parties.read_with(&processes).await;
     let cpu_per_turn = after.postgres_per_turn(&before, turns);
     let wal_per_turn = wal_bytes_since(&pool, &wal_start).await / turns as f64;
     let rate = rows_rate(&pool, after_seq).await;
@@ -401,16 +395,19 @@ async fn new_thread_drain(threads: usize, concurrency: usize) -> f64 {
     let client = ApiClient::new(&processes.api_url);
     let names = (0..threads).map(|i| format!("fresh-{i}")).collect();
     submit(&client, names, 16).await;
+    let (parties, before) = drain_profile::before_dispatcher(&processes, &pool).await;
     let started = Instant::now();
     processes.start_dispatcher(&url, &[]).await.unwrap();
     wait_terminal(&pool, threads as i64, Duration::from_secs(600)).await;
     let wall = started.elapsed();
+    let after = parties.read_with(&processes).await;
     let rate = rows_rate(&pool, 0).await;
     println!(
         "{:<58} {rate:>8.1} executions/s  (wall: {:.1}/s)",
         format!("drain, new threads (a sandbox each, {threads}), c={concurrency}"),
         threads as f64 / wall.as_secs_f64(),
     );
+    after.print_since(&before, threads);
     report_failures(&pool).await;
     processes.stop().await.unwrap();
     rate

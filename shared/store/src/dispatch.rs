@@ -13,6 +13,7 @@ use centaur_core::api::MessagePart;
 use centaur_core::{ExecutionStatus, TerminalReason};
 use serde_json::{json, Value};
 use sqlx::{FromRow, PgPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ACTIVE: &str = "('running','cancel_requested')";
@@ -139,7 +140,7 @@ pub async fn claim(
     hard: Duration,
 ) -> Result<ClaimOutcome, StoreError> {
     let terms = ClaimTerms {
-        worker_id,
+        worker_id: Arc::from(worker_id),
         lease,
         silence,
         hard,
@@ -153,9 +154,9 @@ pub async fn claim(
 
 /// What every claim of a worker is made with: the claimer and its lease, silence and hard
 /// timeouts.
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimTerms<'a> {
-    pub worker_id: &'a str,
+#[derive(Debug, Clone)]
+pub struct ClaimTerms {
+    pub worker_id: Arc<str>,
     pub lease: Duration,
     pub silence: Duration,
     pub hard: Duration,
@@ -190,7 +191,7 @@ pub struct ClaimCall<'a> {
 /// the sandbox it gets instead (a second `execution_started`).
 pub async fn claim_many(
     pool: &PgPool,
-    terms: &ClaimTerms<'_>,
+    terms: &ClaimTerms,
     calls: &[ClaimCall<'_>],
 ) -> Vec<Result<ClaimOutcome, StoreError>> {
     together_or_alone(calls, "claims", |calls| claim_together(pool, terms, calls)).await
@@ -199,7 +200,7 @@ pub async fn claim_many(
 /// [`claim_many`]'s statement.
 async fn claim_together(
     pool: &PgPool,
-    terms: &ClaimTerms<'_>,
+    terms: &ClaimTerms,
     calls: &[ClaimCall<'_>],
 ) -> Result<Vec<ClaimOutcome>, StoreError> {
     let trail = events::insert_cte(
@@ -288,7 +289,7 @@ async fn claim_together(
          ORDER BY w.n"
     ))
     .bind(&ids)
-    .bind(terms.worker_id)
+    .bind(&*terms.worker_id)
     .bind(secs(terms.lease))
     .bind(secs(terms.silence))
     .bind(secs(terms.hard))

@@ -1064,7 +1064,7 @@ async fn claims_made_together_each_win_their_own_thread_and_a_later_turn_still_w
     seed_on(&pool, "thread-b", "exe_00000000000000b2", false).await;
     seed_on(&pool, "thread-a", "exe_00000000000000b3", false).await;
     let terms = ClaimTerms {
-        worker_id: "w1",
+        worker_id: "w1".into(),
         lease: MINUTE,
         silence: MINUTE,
         hard: MINUTE,

@@ -4,6 +4,7 @@
 //! the whole machine), so a slot's time per turn can be split into waiting and working.
 
 use crate::pg_cpu;
+use crate::processes::Processes;
 use centaur_sandbox::local::SandboxProcess;
 use procfs::{CurrentSI, KernelStats};
 use std::collections::BTreeMap;
@@ -25,24 +26,32 @@ pub struct Reading {
 
 /// Where to read the server's and the sandboxes' CPU from.
 pub struct Parties {
-    pub checkpointer: Option<i32>,
-    pub sandbox_dir: PathBuf,
+    checkpointer: Option<i32>,
+    sandbox_dir: PathBuf,
 }
 
-/// A running dispatcher: its process id and `/metrics` address.
-pub struct Dispatcher {
-    pub pid: u32,
-    pub metrics_url: String,
+/// The parties of `processes` on `pool`'s server, read once before the dispatcher starts
+/// (it has used nothing yet).
+pub async fn before_dispatcher(processes: &Processes, pool: &sqlx::PgPool) -> (Parties, Reading) {
+    let parties = Parties {
+        checkpointer: pg_cpu::checkpointer(pool).await,
+        sandbox_dir: processes.sandbox_dir(),
+    };
+    let before = parties.read(None).await;
+    (parties, before)
 }
 
 impl Parties {
-    /// Reads every party now; with no `dispatcher` (not started yet), it has used nothing.
-    pub async fn read(&self, dispatcher: Option<&Dispatcher>) -> Reading {
+    /// Reads every party now, with the newest dispatcher of `processes`.
+    pub async fn read_with(&self, processes: &Processes) -> Reading {
+        self.read(processes.dispatcher()).await
+    }
+
+    /// Reads every party now; with no `dispatcher` (its process id and `/metrics`
+    /// address; none: not started yet), it has used nothing.
+    async fn read(&self, dispatcher: Option<(u32, String)>) -> Reading {
         let (steps, dispatcher_cpu) = match dispatcher {
-            Some(dispatcher) => (
-                steps(&dispatcher.metrics_url).await,
-                pg_cpu::process_seconds(dispatcher.pid),
-            ),
+            Some((pid, metrics_url)) => (steps(&metrics_url).await, pg_cpu::process_seconds(pid)),
             None => (BTreeMap::new(), Some(0.0)),
         };
         Reading {
