@@ -1,6 +1,6 @@
 //! Token usage and retention across the real processes: a turn's reported usage shows in
 //! the API's views, in `centaur executions get` and on the dispatcher's
-//! `centaur_tokens_total`; once the turn is past its window, the dispatcher's maintenance
+//! `centaur_tokens_total` (beside the time of each of the turn's steps); once the turn is past its window, the dispatcher's maintenance
 //! loop prunes it and counts the rows.
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +37,27 @@ async fn usage_is_shown_and_counted_and_old_turns_are_pruned() {
     let id = client.turn("usage-demo", "hello").await.unwrap();
     let done = client.wait_terminal(&id, WAIT).await.unwrap();
     assert_eq!(done["status"], "completed", "{done}\n{}", stack.logs());
+    // The dispatcher timed each step of the turn, for operators to see where time goes
+    // (the end's step is recorded just after its row is written).
+    let steps = [
+        "claim",
+        "acquire_sandbox",
+        "attach",
+        "send_turn",
+        "stream",
+        "finish",
+    ];
+    eventually(WAIT, "each step of the turn to be timed", || async {
+        let text = dispatcher_metrics(&stack).await?;
+        let timed = steps.iter().all(|step| {
+            let label = format!("step=\"{step}\"");
+            sample(&text, "centaur_dispatcher_step_seconds_count", &[&label])
+                .is_some_and(|calls| calls >= 1)
+        });
+        Ok(timed.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|err| panic!("{err:#}\n{}", stack.logs()));
     assert_eq!(
         done["usage"],
         json!({"input_tokens": 0, "output_tokens": 0})
