@@ -17,10 +17,11 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// of arrays, whose length a custom plan knows and a generic one guesses (10), so
 /// Postgres's default (`auto`) judged the generic plan dearer and planned the claim again
 /// on every call: 1.2 ms of planning beside 0.7 ms of execution, the largest cost of a
-/// turn. Forced generic, the claim runs in 0.6 ms with nothing planned (drain benchmark
-/// at concurrency 8: Postgres 1.6 → 1.1 ms of CPU per turn, 620–660 → 880 turns/s). Sent
-/// after the connection opens, not as a startup `options` parameter, which connection
-/// poolers (PgBouncer's default settings) refuse.
+/// turn. Forced generic, the claim runs in 0.6 ms with nothing planned (drain benchmark,
+/// interleaved with a build without this: Postgres's CPU per turn 1.9–2.1 → 1.5–1.7 ms at
+/// concurrency 8 and 1.0 → 0.8 ms at 32; 500–540 → 570–620 and 910–1,020 → 1,090–1,130
+/// turns/s). Sent after the connection opens, not as a startup `options` parameter,
+/// which connection poolers (PgBouncer's default settings) refuse.
 pub const PLAN_CACHE_MODE: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// The pool settings every process uses. A `DATABASE_URL` may ask for TLS (`sslmode`,
